@@ -1,0 +1,104 @@
+"""The one server interceptor: authenticates, translates errors to rich status, logs each RPC.
+
+Servicers raise DomainError subclasses and never call `context.abort` by
+hand. The identity is set inside the wrapped handler (it runs on the worker
+thread), because `intercept_service` runs before dispatch to the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+from sqlalchemy import exc
+
+from payments_common import db
+from payments_common.errors import DomainError, Unauthenticated
+from payments_common.tokens import Principal, TokenVerifier, bearer_token
+
+log = logging.getLogger("payments.rpc")
+_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def current_principal() -> Principal:
+    """The verified caller of the RPC being handled."""
+    principal = _principal.get()
+    if principal is None:
+        raise Unauthenticated("missing authorization metadata", reason="TOKEN_MISSING")
+    return principal
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every unary handler of the service with auth, error mapping and an access log line."""
+
+    def __init__(self, domain: str, verifier: TokenVerifier | None = None, public_methods: frozenset[str] = frozenset()):
+        self._domain = domain
+        self._verifier = verifier
+        self._public = public_methods
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or handler.unary_unary is None or method.startswith(OPEN_SERVICES):
+            return handler
+        authenticate = self._verifier is not None and method not in self._public
+        inner = handler.unary_unary
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            return self._handle(inner, request, context, method, authenticate)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _handle(
+        self, inner: Callable[..., Any], request: Any, context: grpc.ServicerContext, method: str, authenticate: bool
+    ) -> Any:
+        started = time.perf_counter()
+        metadata = context.invocation_metadata()
+        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")[:64] or uuid.uuid4().hex
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        failure: DomainError | None = None
+        principal: Principal | None = None
+        token = _principal.set(None)
+        try:
+            if authenticate:
+                assert self._verifier is not None
+                principal = self._verifier.verify(bearer_token(metadata))
+                _principal.set(principal)
+            return inner(request, context)
+        except DomainError as err:
+            failure = err
+        except exc.SQLAlchemyError as err:
+            failure = db.translate(err)
+            if failure is None:
+                log.exception("database error in %s", method)
+                failure = DomainError("internal error")
+        except Exception:
+            if context.code() is not None:  # the handler aborted on purpose
+                raise
+            log.exception("unhandled error in %s", method)
+            failure = DomainError("internal error")
+        finally:
+            _principal.reset(token)
+            code = failure.code if failure else (context.code() or grpc.StatusCode.OK)
+            log.info(
+                "rpc",
+                extra={
+                    "rpc_method": method,
+                    "rpc_code": code.name,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "principal": principal.subject if principal else None,
+                    "request_id": request_id,
+                    "reason": failure.reason if failure else None,
+                },
+            )
+        context.abort_with_status(failure.to_status(self._domain))

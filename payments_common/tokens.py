@@ -1,0 +1,161 @@
+"""Access-token verification: public keys only, algorithms pinned per key, claims checked.
+
+The transaction service holds nothing here that can mint a token. An
+unknown `kid` triggers at most one key refresh per `min_refresh_seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from payments_common.errors import Unauthenticated
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 header typ
+ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "ES256"})
+FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+SCOPE_SETTLE = "transactions:settle"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified caller: the token's subject with its roles and scopes."""
+
+    subject: str
+    kind: str  # "user" or "service"
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    token_id: str = field(default="", repr=False)
+    expires_at: int = field(default=0, repr=False)
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may read any user's data and settle transactions."""
+        return "admin" in self.roles
+
+    def can(self, scope: str) -> bool:
+        """True when the token grants `scope` (admins hold every scope)."""
+        return self.is_admin or scope in self.scopes
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """A key that verifies tokens of exactly one algorithm."""
+
+    kid: str
+    algorithm: str
+    key: Any = field(repr=False)
+
+
+KeyFetcher = Callable[[], Mapping[str, VerificationKey]]
+
+
+def keys_from_jwks(jwks_json: str) -> dict[str, VerificationKey]:
+    """Parse a JWK set, keeping only asymmetric public keys with a kid and alg."""
+    result: dict[str, VerificationKey] = {}
+    for entry in json.loads(jwks_json).get("keys", []):
+        alg, kid = entry.get("alg"), entry.get("kid")
+        if alg not in ASYMMETRIC_ALGORITHMS or not kid or "d" in entry:
+            continue
+        result[kid] = VerificationKey(kid=kid, algorithm=alg, key=jwt.PyJWK.from_dict(entry).key)
+    return result
+
+
+class CachedKeys:
+    """Keys cached in memory; refreshed on an unknown kid at most once per interval."""
+
+    def __init__(self, fetch: KeyFetcher, min_refresh_seconds: float = 30.0):
+        self._fetch = fetch
+        self._min_refresh = min_refresh_seconds
+        self._keys: Mapping[str, VerificationKey] = {}
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> VerificationKey | None:
+        """The key for `kid`, refreshing once if it is unknown and the interval allows."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is None and time.monotonic() - self._fetched_at >= self._min_refresh:
+                self._fetched_at = time.monotonic()
+                try:
+                    self._keys = dict(self._fetch())
+                except Exception:  # noqa: BLE001 - an unreachable key source must not crash the call
+                    return None
+                key = self._keys.get(kid)
+        return key
+
+
+class TokenVerifier:
+    """Verifies bearer access tokens and returns the Principal they name."""
+
+    def __init__(self, keys: CachedKeys, *, issuer: str, audience: str, leeway: int = 5):
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    def verify(self, token: str) -> Principal:
+        """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("malformed access token", reason="TOKEN_MALFORMED") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or FORBIDDEN_HEADERS & header.keys():
+            raise Unauthenticated("access token header is not acceptable", reason="TOKEN_INVALID")
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise Unauthenticated("not an access token", reason="TOKEN_INVALID")
+        key = self._keys.get(kid)
+        if key is None or header.get("alg") != key.algorithm:
+            raise Unauthenticated("access token signed by an unknown key", reason="TOKEN_INVALID")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("access token is not valid", reason="TOKEN_INVALID") from None
+        if claims["iat"] > time.time() + self._leeway:
+            raise Unauthenticated("access token issued in the future", reason="TOKEN_INVALID")
+        kind = claims.get("kind")
+        if kind not in ("user", "service") or not isinstance(claims["sub"], str):
+            raise Unauthenticated("access token is not valid", reason="TOKEN_INVALID")
+        return Principal(
+            subject=claims["sub"],
+            kind=kind,
+            roles=frozenset(claims.get("roles", [])),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            token_id=str(claims["jti"]),
+            expires_at=int(claims["exp"]),
+        )
+
+
+def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    """The token of the single `authorization: Bearer` entry; several entries are refused."""
+    values = [v for k, v in (metadata or ()) if k == "authorization"]
+    if not values:
+        raise Unauthenticated("missing authorization metadata", reason="TOKEN_MISSING")
+    if len(values) > 1:
+        raise Unauthenticated("more than one authorization entry", reason="TOKEN_MALFORMED")
+    value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("authorization must be `Bearer <token>`", reason="TOKEN_MALFORMED")
+    return token.strip()
