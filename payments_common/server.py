@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -80,7 +81,7 @@ def start_server(
     settings: CommonSettings,
     port: int,
     services: Sequence[Service],
-    interceptors: Sequence[grpc.ServerInterceptor],
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]],
     probe: Callable[[], bool],
 ) -> RunningServer:
     """Start a server with the services, health and (unless disabled) reflection."""

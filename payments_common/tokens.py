@@ -89,7 +89,7 @@ class CachedKeys:
                 self._fetched_at = time.monotonic()
                 try:
                     self._keys = dict(self._fetch())
-                except Exception:  # noqa: BLE001 - an unreachable key source must not crash the call
+                except Exception:
                     return None
                 key = self._keys.get(kid)
         return key

@@ -1,0 +1,1 @@
+"""The auth service: users, service principals, passwords, signed access tokens, refresh tokens."""

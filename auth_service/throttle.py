@@ -1,0 +1,87 @@
+"""Brute-force throttling kept in the database, so every replica sees the same counters.
+
+After `limit` failures inside the window a key is blocked for a lockout that
+doubles with each further failure (capped); when the lockout passes, the
+real user can log in again and a success clears the account's counter.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, delete, select, text
+
+from auth_service.models import login_throttle
+from payments_common.config import AuthSettings
+from payments_common.db import unit_of_work
+from payments_common.errors import ResourceExhausted
+
+_RECORD = text(
+    """
+    INSERT INTO auth.login_throttle AS t (key, failures, window_started_at) VALUES (:key, 1, now())
+    ON CONFLICT (key) DO UPDATE SET
+      failures = CASE WHEN t.window_started_at < now() - make_interval(secs => :window)
+                      THEN 1 ELSE t.failures + 1 END,
+      window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => :window)
+                               THEN now() ELSE t.window_started_at END
+    RETURNING failures
+    """
+)
+_BLOCK = text(
+    "UPDATE auth.login_throttle SET blocked_until = now() + make_interval(secs => :secs) WHERE key = :key"
+)
+
+
+class Throttle:
+    """Counts failed logins per account and per peer."""
+
+    def __init__(self, engine: Engine, settings: AuthSettings):
+        self._engine = engine
+        self._settings = settings
+
+    def limits(self, account: str, peer: str) -> dict[str, int]:
+        """The throttle keys of one attempt and their failure limits."""
+        return {
+            f"account:{account}": self._settings.login_max_failures,
+            f"peer:{peer}": self._settings.login_peer_max_failures,
+        }
+
+    def check(self, keys: dict[str, int]) -> None:
+        """Refuse with RetryInfo while any of the keys is blocked."""
+        with unit_of_work(self._engine) as session:
+            blocked = (
+                session.execute(
+                    select(login_throttle.c.blocked_until).where(
+                        login_throttle.c.key.in_(keys), login_throttle.c.blocked_until > text("now()")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if blocked:
+            wait = (max(blocked) - datetime.now(UTC)).total_seconds()
+            raise ResourceExhausted(
+                "too many failed login attempts; retry later",
+                retry_after=max(wait, 0.1),
+                reason="LOGIN_THROTTLED",
+            )
+
+    def record_failure(self, keys: dict[str, int]) -> None:
+        """Count one failure for each key, blocking the ones over their limit."""
+        settings = self._settings
+        with unit_of_work(self._engine) as session:
+            for key, limit in sorted(keys.items()):
+                failures = session.execute(
+                    _RECORD, {"key": key, "window": settings.login_window_seconds}
+                ).scalar_one()
+                if failures >= limit:
+                    lockout = min(
+                        settings.login_lockout_seconds * 2 ** min(failures - limit, 20),
+                        settings.login_lockout_max_seconds,
+                    )
+                    session.execute(_BLOCK, {"key": key, "secs": lockout})
+
+    def reset(self, key: str) -> None:
+        """Forget the failures of a key after a successful login."""
+        with unit_of_work(self._engine) as session:
+            session.execute(delete(login_throttle).where(login_throttle.c.key == key))
