@@ -14,7 +14,9 @@ DEFAULT_DATA_DIR = Path(".data/postgres")
 DATABASE = "payments"
 
 
-def start(data_dir: Path = DEFAULT_DATA_DIR, database: str = DATABASE, *, delete_on_exit: bool = False) -> str:
+def start(
+    data_dir: Path = DEFAULT_DATA_DIR, database: str = DATABASE, *, delete_on_exit: bool = False
+) -> str:
     """Start (or reuse) an embedded server in `data_dir`; return a superuser URL to `database`.
 
     The server listens on a Unix socket only and stops when this process exits.

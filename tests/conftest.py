@@ -181,7 +181,9 @@ def new_user(auth_stub: auth_pb2_grpc.AuthServiceStub, secret_watch: SecretWatch
     def _new_user(password: str | None = None) -> Caller:
         email = f"user-{uuid.uuid4().hex[:12]}@example.com"
         password = password or f"pw-{uuid.uuid4().hex}"
-        user = auth_stub.Register(auth_pb2.RegisterRequest(email=email, password=password, full_name="Test User")).user
+        user = auth_stub.Register(
+            auth_pb2.RegisterRequest(email=email, password=password, full_name="Test User")
+        ).user
         tokens = auth_stub.Login(
             auth_pb2.LoginRequest(password=auth_pb2.PasswordCredentials(email=email, password=password))
         ).tokens
@@ -248,7 +250,9 @@ def make_service_principal(
         fields = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
         client_id, secret = fields["client_id"], fields["client_secret (shown once)"]
         tokens = auth_stub.Login(
-            auth_pb2.LoginRequest(client=auth_pb2.ClientCredentials(client_id=client_id, client_secret=secret))
+            auth_pb2.LoginRequest(
+                client=auth_pb2.ClientCredentials(client_id=client_id, client_secret=secret)
+            )
         ).tokens
         secret_watch.secrets.update({secret, tokens.access_token})
         import jwt

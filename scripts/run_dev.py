@@ -1,0 +1,112 @@
+"""Run the whole system locally: embedded PostgreSQL (unless DATABASE_URL is set), migrations, both services.
+
+`make run` calls this. Ctrl-C stops everything (the services drain gracefully first).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from auth_service.app import build_service  # noqa: E402
+from payments_common import embedded  # noqa: E402
+from payments_common.config import AuthSettings, load_settings  # noqa: E402
+from payments_common.errors import AlreadyExists  # noqa: E402
+
+DEV_ADMIN_EMAIL = "admin@payments.local"
+DEV_ADMIN_PASSWORD = "dev-admin-password"  # only ever created on the embedded dev database
+ROLES = {"auth_service": "payments_auth_svc", "transaction_service": "payments_tx_svc"}
+
+
+def wait_healthy(address: str, service: str, timeout: float = 30.0) -> None:
+    """Block until the server at `address` reports SERVING for `service`."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise SystemExit(f"{service} at {address} did not become healthy within {timeout:.0f}s")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Start everything, print how to call it, and wait for Ctrl-C."""
+    env = dict(os.environ)
+    dev_database = not env.get("DATABASE_URL")
+    if dev_database:
+        data_dir = Path(env.get("PAYMENTS_DATA_DIR", ROOT / ".data" / "postgres"))
+        env["DATABASE_URL"] = embedded.start(data_dir)
+        print(f"embedded PostgreSQL running (data in {data_dir})", flush=True)
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
+    os.environ.update(env)
+    settings = load_settings(AuthSettings)
+    if dev_database:
+        service, _keys, engine = build_service(settings)
+        try:
+            service.register(DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, "Dev Admin", roles=("user", "admin"))
+        except AlreadyExists:
+            pass
+        finally:
+            engine.dispose()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env={**env, "DATABASE_ROLE": env.get("DATABASE_ROLE") or role},
+        )
+        for module, role in ROLES.items()
+    ]
+    auth_port = int(env.get("AUTH_PORT", "50051"))
+    tx_port = int(env.get("TRANSACTION_PORT", "50052"))
+    try:
+        wait_healthy(f"localhost:{auth_port}", "payments.auth.v1.AuthService")
+        wait_healthy(f"localhost:{tx_port}", "payments.transaction.v1.TransactionService")
+        print_usage(auth_port, tx_port, dev_database)
+        signal.signal(signal.SIGTERM, _interrupt)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=30)
+
+
+def print_usage(auth_port: int, tx_port: int, dev_database: bool) -> None:
+    """Tell the developer how to call the running services."""
+    lines = [
+        f"ready: auth_service on localhost:{auth_port}, transaction_service on localhost:{tx_port}",
+        f"  grpcurl -plaintext localhost:{auth_port} list",
+        f"  grpcurl -plaintext localhost:{tx_port} describe payments.transaction.v1.TransactionService",
+    ]
+    if dev_database:
+        lines.append(f"dev admin (local dev database only): {DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD}")
+    lines.append("press Ctrl-C to stop")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
