@@ -27,7 +27,6 @@ from payments_common.db import unit_of_work
 from payments_common.tokens import ACCESS_TOKEN_TYPE, VerificationKey, keys_from_jwks
 
 HS256_KID = "hs256"
-CACHE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -98,10 +97,11 @@ class KeyRing:
             self._loaded_at = float("inf")
 
     def _load(self) -> None:
-        if time.monotonic() - self._loaded_at < CACHE_SECONDS:
+        cache = self._settings.signing_key_cache_seconds
+        if time.monotonic() - self._loaded_at < cache:
             return
         with self._lock:
-            if time.monotonic() - self._loaded_at < CACHE_SECONDS:
+            if time.monotonic() - self._loaded_at < cache:
                 return
             horizon = datetime.now(UTC) - timedelta(
                 seconds=self._settings.access_token_ttl_seconds + self._settings.token_leeway_seconds

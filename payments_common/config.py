@@ -74,6 +74,7 @@ class AuthSettings(CommonSettings):
     login_window_seconds: int = Field(default=900, ge=1)
     login_lockout_seconds: float = Field(default=30.0, gt=0)
     login_lockout_max_seconds: float = Field(default=900.0, gt=0)
+    signing_key_cache_seconds: float = Field(default=10.0, ge=0)
     password_time_cost: int = Field(default=2, ge=1)
     password_memory_kib: int = Field(default=19456, ge=1024)
     password_parallelism: int = Field(default=1, ge=1)

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,7 +69,7 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         return driver_url(url)
-    data = Path(f"/tmp/payments-test-pg-{os.getpid()}")
+    data = Path(tempfile.mkdtemp(prefix="payments-pg-")) / "data"
     return embedded.start(data, "postgres", delete_on_exit=True)
 
 
@@ -109,6 +110,7 @@ def auth_settings(database_url: str, **overrides: Any) -> AuthSettings:
         "grpc_host": "127.0.0.1",
         "login_peer_max_failures": 10_000,
         "shutdown_grace_seconds": 1.0,
+        "signing_key_cache_seconds": 0.2,
         **FAST_HASH,
         **overrides,
     }
