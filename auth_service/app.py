@@ -9,7 +9,7 @@ from auth_service.passwords import PasswordHasher
 from auth_service.service import AuthService
 from auth_service.servicer import AuthServicer
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
-from payments_common import db
+from payments_common import db, metrics
 from payments_common.config import AuthSettings
 from payments_common.interceptors import ServiceInterceptor
 from payments_common.server import RunningServer, Service, start_server
@@ -64,6 +64,8 @@ def start(settings: AuthSettings) -> RunningServer:
         ],
         [ServiceInterceptor("auth.payments", verifier, PUBLIC_METHODS)],
         probe=lambda: db.ping(engine),
+        metrics_port=settings.auth_metrics_port,
     )
+    metrics.watch_pool(engine)
     running.closers.append(engine.dispose)
     return running

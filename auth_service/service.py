@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from auth_service import validation
 from auth_service.keys import KeyRing
+from auth_service.metrics import LOGIN_FAILURES
 from auth_service.models import refresh_tokens, service_principals, users
 from auth_service.passwords import PasswordHasher
 from auth_service.throttle import Throttle
@@ -100,6 +101,7 @@ class AuthService:
             ).first()
         valid, new_hash = self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not valid or user.disabled:
+            LOGIN_FAILURES.labels("user").inc()
             self._throttle.record_failure(keys)
             raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
         self._throttle.reset(f"account:{normalised}")
@@ -121,6 +123,7 @@ class AuthService:
             ).first()
         valid, _ = self._hasher.verify(secret, sp.secret_hash if sp else None)
         if sp is None or not valid or sp.disabled:
+            LOGIN_FAILURES.labels("service").inc()
             self._throttle.record_failure(keys)
             raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
         access, ttl = self._keys.issue(str(sp.id), "service", [], list(sp.scopes))

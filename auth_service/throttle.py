@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, select, text
 
+from auth_service.metrics import LOGIN_THROTTLED
 from auth_service.models import login_throttle
 from payments_common.config import AuthSettings
 from payments_common.db import unit_of_work
@@ -59,6 +60,7 @@ class Throttle:
                 .all()
             )
         if blocked:
+            LOGIN_THROTTLED.inc()
             wait = (max(blocked) - datetime.now(UTC)).total_seconds()
             raise ResourceExhausted(
                 "too many failed login attempts; retry later",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from payments_common.db import driver_url
 
@@ -13,10 +13,23 @@ url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("D
 if not url:
     raise SystemExit("configuration error: DATABASE_URL: required to run migrations")
 
+# Optional: give the service roles LOGIN with these passwords (docker compose does; a production
+# DBA may instead manage the roles' logins outside the migrations).
+ROLE_PASSWORDS = {"payments_auth_svc": "AUTH_DB_PASSWORD", "payments_tx_svc": "TRANSACTION_DB_PASSWORD"}
+
 engine = create_engine(driver_url(url), poolclass=pool.NullPool)
 with engine.connect() as connection:
     # the version table lives in public so that both schemas can be dropped and recreated
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
+    for role, variable in ROLE_PASSWORDS.items():
+        password = os.environ.get(variable)
+        if password:
+            statement = connection.execute(
+                text("SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :role, :password)"),
+                {"role": role, "password": password},
+            ).scalar_one()
+            connection.exec_driver_sql(statement)
+            connection.commit()
 engine.dispose()

@@ -67,6 +67,7 @@ class AuthSettings(CommonSettings):
     """Settings of the auth service."""
 
     auth_port: int = Field(default=50051, ge=0, le=65535)
+    auth_metrics_port: int | None = Field(default=9101, ge=0, le=65535, description="unset: no /metrics")
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86400, ge=60)
     login_max_failures: int = Field(default=5, ge=1)
@@ -84,6 +85,9 @@ class TransactionSettings(CommonSettings):
     """Settings of the transaction service."""
 
     transaction_port: int = Field(default=50052, ge=0, le=65535)
+    transaction_metrics_port: int | None = Field(
+        default=9102, ge=0, le=65535, description="unset: no /metrics"
+    )
     auth_service_addr: str = "localhost:50051"
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     page_token_key: SecretStr | None = None

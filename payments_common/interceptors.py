@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from sqlalchemy import exc
 
-from payments_common import db
+from payments_common import db, metrics
 from payments_common.errors import DomainError, Unauthenticated
 from payments_common.tokens import Principal, TokenVerifier, bearer_token
 
@@ -81,6 +81,8 @@ class ServiceInterceptor(_Interceptor):
         failure: DomainError | None = None
         principal: Principal | None = None
         token = _principal.set(None)
+        in_flight = metrics.IN_FLIGHT.labels(method)
+        in_flight.inc()
         try:
             if authenticate:
                 assert self._verifier is not None
@@ -101,13 +103,17 @@ class ServiceInterceptor(_Interceptor):
             failure = DomainError("internal error")
         finally:
             _principal.reset(token)
+            in_flight.dec()
             code = failure.code if failure else (context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
+            elapsed = time.perf_counter() - started
+            metrics.RPCS.labels(method, code.name).inc()
+            metrics.LATENCY.labels(method).observe(elapsed)
             log.info(
                 "rpc",
                 extra={
                     "rpc_method": method,
                     "rpc_code": code.name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "principal": principal.subject if principal else None,
                     "request_id": request_id,
                     "reason": failure.reason if failure else None,

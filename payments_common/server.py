@@ -15,9 +15,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from payments_common import metrics
 from payments_common.config import CommonSettings
 
 log = logging.getLogger("payments.server")
+# "liveness" stays SERVING while the process works (a database outage must not restart pods);
+# "" and each service name follow database reachability (readiness).
+LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -41,6 +45,7 @@ class RunningServer:
     probe: Callable[[], bool]
     interval: float
     grace: float
+    metrics_port: int | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -83,8 +88,9 @@ def start_server(
     services: Sequence[Service],
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]],
     probe: Callable[[], bool],
+    metrics_port: int | None = None,
 ) -> RunningServer:
-    """Start a server with the services, health and (unless disabled) reflection."""
+    """Start a server with the services, health, (unless disabled) reflection and metrics."""
     limit = settings.grpc_max_message_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
@@ -112,6 +118,7 @@ def start_server(
         bound = server.add_secure_port(address, credentials)
         log.info("listening with TLS", extra={"port": bound, "mtls": settings.tls_client_ca_file is not None})
     server.start()
+    bound_metrics = metrics.serve(metrics_port)
     running = RunningServer(
         server=server,
         port=bound,
@@ -120,7 +127,9 @@ def start_server(
         probe=probe,
         interval=settings.health_check_interval_seconds,
         grace=settings.shutdown_grace_seconds,
+        metrics_port=bound_metrics,
     )
+    health_servicer.set(LIVENESS, SERVING)
     running._set_health(SERVING if probe() else NOT_SERVING)
     threading.Thread(target=running.watch_health, name="health", daemon=True).start()
     return running
