@@ -24,9 +24,7 @@ from sqlalchemy import Engine, func, insert, or_, select, text, update
 from auth_service.models import signing_keys
 from payments_common.config import AuthSettings
 from payments_common.db import unit_of_work
-from payments_common.tokens import ACCESS_TOKEN_TYPE, VerificationKey, keys_from_jwks
-
-HS256_KID = "hs256"
+from payments_common.tokens import ACCESS_TOKEN_TYPE, HS256_KID, VerificationKey, keys_from_jwks
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,9 @@ class TransactionSettings(CommonSettings):
         default=9102, ge=0, le=65535, description="unset: no /metrics"
     )
     auth_service_addr: str = "localhost:50051"
+    auth_service_ca_file: Path | None = Field(
+        default=None, description="CA of the auth service's TLS certificate"
+    )
     jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     page_token_key: SecretStr | None = None
 

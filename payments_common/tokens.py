@@ -22,6 +22,7 @@ ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
 SCOPE_SETTLE = "transactions:settle"
+HS256_KID = "hs256"  # the kid of tokens signed with the shared SECRET_KEY (ALGORITHM=HS256)
 
 
 @dataclass(frozen=True)

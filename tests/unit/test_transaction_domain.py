@@ -1,0 +1,119 @@
+"""The status machine and money rules of transaction_service.domain, without I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from payments_common.errors import Aborted, AlreadyExists, FailedPrecondition
+from transaction_service import domain
+from transaction_service.domain import NewTransaction, Status, Transaction, TxType
+
+
+def request(**changes: object) -> NewTransaction:
+    values: dict[str, object] = {
+        "type": TxType.PAYMENT,
+        "amount_minor": 500,
+        "currency": "EUR",
+        "description": "d",
+        "metadata": {"a": "1", "b": "2"},
+        "idempotency_key": "k",
+    }
+    values.update(changes)
+    return NewTransaction(**values)  # type: ignore[arg-type]
+
+
+def stored(status: Status = Status.PENDING, **changes: object) -> Transaction:
+    now = datetime.now(UTC)
+    values: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "user_id": uuid.uuid4(),
+        "type": TxType.PAYMENT,
+        "status": status,
+        "amount_minor": 1000,
+        "currency": "EUR",
+        "description": "",
+        "metadata": {},
+        "idempotency_key": "k",
+        "refund_of": None,
+        "refunded_minor": 0,
+        "version": 3,
+        "fingerprint": request().fingerprint(),
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(changes)
+    return Transaction(**values)  # type: ignore[arg-type]
+
+
+def test_the_fingerprint_ignores_metadata_order_but_not_content() -> None:
+    assert (
+        request(metadata={"a": "1", "b": "2"}).fingerprint()
+        == request(metadata={"b": "2", "a": "1"}).fingerprint()
+    )
+    assert request().fingerprint() != request(metadata={"a": "1"}).fingerprint()
+    assert request().fingerprint() != request(amount_minor=501).fingerprint()
+
+
+def test_a_replay_returns_the_original_and_a_changed_request_is_refused() -> None:
+    original = stored()
+    assert domain.replay(original, request()) is original
+    with pytest.raises(AlreadyExists) as caught:
+        domain.replay(original, request(currency="USD"))
+    assert caught.value.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+@pytest.mark.parametrize("target", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
+def test_a_pending_transaction_may_reach_each_final_status(target: Status) -> None:
+    assert domain.is_change(stored(), target, None) is True
+
+
+@pytest.mark.parametrize("current", list(Status))
+def test_repeating_the_current_status_is_a_no_op_even_with_an_old_etag(current: Status) -> None:
+    assert domain.is_change(stored(current), current, etag=1) is False
+
+
+@pytest.mark.parametrize("current", sorted(domain.FINAL))
+@pytest.mark.parametrize("target", list(Status))
+def test_a_final_status_never_changes(current: Status, target: Status) -> None:
+    if current == target:
+        return
+    with pytest.raises(FailedPrecondition) as caught:
+        domain.is_change(stored(current), target, None)
+    assert caught.value.reason == "INVALID_STATUS_TRANSITION"
+
+
+def test_a_stale_etag_aborts_and_a_current_one_passes() -> None:
+    with pytest.raises(Aborted) as caught:
+        domain.is_change(stored(version=3), Status.COMPLETED, etag=2)
+    assert caught.value.reason == "ETAG_MISMATCH"
+    assert domain.is_change(stored(version=3), Status.COMPLETED, etag=3)
+
+
+def test_only_failed_or_cancelled_refunds_give_money_back() -> None:
+    refund = stored(type=TxType.REFUND, refund_of=uuid.uuid4())
+    assert domain.releases_refund(refund, Status.FAILED)
+    assert domain.releases_refund(refund, Status.CANCELLED)
+    assert not domain.releases_refund(refund, Status.COMPLETED)
+    assert not domain.releases_refund(stored(), Status.CANCELLED)
+
+
+def test_a_refund_needs_a_completed_payment_in_the_same_currency() -> None:
+    for payment in (stored(Status.PENDING), stored(Status.COMPLETED, type=TxType.REFUND)):
+        with pytest.raises(FailedPrecondition) as caught:
+            domain.check_refund(payment, request(type=TxType.REFUND, amount_minor=1))
+        assert caught.value.reason == "REFUND_TARGET_INVALID"
+    with pytest.raises(FailedPrecondition) as caught:
+        domain.check_refund(stored(Status.COMPLETED), request(type=TxType.REFUND, currency="USD"))
+    assert caught.value.reason == "REFUND_TARGET_INVALID"
+
+
+def test_a_refund_may_use_exactly_what_remains_and_not_one_unit_more() -> None:
+    payment = stored(Status.COMPLETED, amount_minor=1000, refunded_minor=600)
+    domain.check_refund(payment, request(type=TxType.REFUND, amount_minor=400))
+    with pytest.raises(FailedPrecondition) as caught:
+        domain.check_refund(payment, request(type=TxType.REFUND, amount_minor=401))
+    assert caught.value.reason == "REFUND_EXCEEDS_REMAINING"
+    assert caught.value.metadata == {"remaining_minor": "400"}

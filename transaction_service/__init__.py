@@ -1,0 +1,1 @@
+"""The transaction service: payments and refunds over gRPC (payments.transaction.v1)."""

@@ -1,0 +1,97 @@
+"""Wiring: settings -> engine, token verifier, servicer -> a running gRPC server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+
+from payments.auth.v1 import auth_pb2, auth_pb2_grpc
+from payments.transaction.v1 import transaction_pb2_grpc
+from payments_common import db, metrics
+from payments_common.config import TransactionSettings
+from payments_common.interceptors import ServiceInterceptor
+from payments_common.server import RunningServer, Service, start_server
+from payments_common.tokens import (
+    HS256_KID,
+    CachedKeys,
+    KeyFetcher,
+    TokenVerifier,
+    VerificationKey,
+    keys_from_jwks,
+)
+from transaction_service.pagination import PageTokens
+from transaction_service.service import Payments
+from transaction_service.servicer import TransactionServicer
+
+SERVICE_NAME = "payments.transaction.v1.TransactionService"
+ERROR_DOMAIN = "transaction.payments"
+JWKS_DEADLINE_SECONDS = 2.0
+
+
+def _jwks_fetcher(address: str, ca_file: Path | None) -> KeyFetcher:
+    """Fetch the auth service's public keys; a channel per fetch, since fetches are rare."""
+
+    def fetch() -> Mapping[str, VerificationKey]:
+        if ca_file is None:
+            channel = grpc.insecure_channel(address)
+        else:
+            channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+        with channel:
+            reply = auth_pb2_grpc.AuthServiceStub(channel).GetJwks(
+                auth_pb2.GetJwksRequest(), timeout=JWKS_DEADLINE_SECONDS
+            )
+        return keys_from_jwks(reply.jwks_json)
+
+    return fetch
+
+
+def verifier(settings: TransactionSettings) -> TokenVerifier:
+    """Public keys from the auth service; only the legacy HS256 mode holds a shared secret."""
+    if settings.algorithm == "HS256":
+        assert settings.secret_key is not None  # enforced by the settings validator
+        static = {
+            HS256_KID: VerificationKey(HS256_KID, "HS256", settings.secret_key.get_secret_value().encode())
+        }
+        keys = CachedKeys(lambda: static, min_refresh_seconds=0)
+    else:
+        keys = CachedKeys(
+            _jwks_fetcher(settings.auth_service_addr, settings.auth_service_ca_file),
+            settings.jwks_min_refresh_seconds,
+        )
+    return TokenVerifier(
+        keys,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        leeway=settings.token_leeway_seconds,
+    )
+
+
+def start(settings: TransactionSettings) -> RunningServer:
+    """Start the transaction service; `running.stop()` drains it and releases the pool."""
+    assert settings.database_url is not None, "DATABASE_URL is required (the dev runner provides one)"
+    engine = db.make_engine(
+        settings.database_url.get_secret_value(),
+        role=settings.database_role,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        name="transaction_service",
+    )
+    secret = settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
+    servicer = TransactionServicer(Payments(engine, PageTokens(secret)), settings.db_statement_timeout_ms)
+    service = Service(
+        SERVICE_NAME,
+        lambda server: transaction_pb2_grpc.add_TransactionServiceServicer_to_server(servicer, server),
+    )
+    running = start_server(
+        settings,
+        settings.transaction_port,
+        services=[service],
+        interceptors=[ServiceInterceptor(ERROR_DOMAIN, verifier(settings))],
+        probe=lambda: db.ping(engine),
+        metrics_port=settings.transaction_metrics_port,
+    )
+    metrics.watch_pool(engine)
+    running.closers.append(engine.dispose)
+    return running

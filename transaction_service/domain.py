@@ -1,0 +1,157 @@
+"""Payments and refunds: the status machine and the money rules. Pure: no I/O, no SQL.
+
+A *transaction* here is a payment record; the database one is a unit of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from payments_common.errors import Aborted, AlreadyExists, FailedPrecondition
+
+NOT_FOUND_MESSAGE = "transaction not found"  # one text for missing and foreign ids alike
+
+
+class Status(StrEnum):
+    """Lifecycle state; PENDING resolves at most once into one of the final states."""
+
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class TxType(StrEnum):
+    """Kind of money movement."""
+
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+
+
+FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+SETTLEMENTS = frozenset({Status.COMPLETED, Status.FAILED})  # need the settle scope
+RELEASING = frozenset({Status.FAILED, Status.CANCELLED})  # a refund in these no longer counts
+
+
+@dataclass(frozen=True)
+class NewTransaction:
+    """A validated create request; its fingerprint tells a replay from a reused key."""
+
+    type: TxType
+    amount_minor: int
+    currency: str
+    description: str
+    metadata: Mapping[str, str]
+    idempotency_key: str
+    refund_of: UUID | None = None
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the canonical request (everything but the key, which scopes it)."""
+        canonical = json.dumps(
+            [
+                self.type.value,
+                self.amount_minor,
+                self.currency,
+                self.description,
+                sorted(self.metadata.items()),
+                str(self.refund_of or ""),
+            ],
+            separators=(",", ":"),
+            ensure_ascii=True,
+        )
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A stored payment or refund."""
+
+    id: UUID
+    user_id: UUID
+    type: TxType
+    status: Status
+    amount_minor: int
+    currency: str
+    description: str
+    metadata: Mapping[str, str]
+    idempotency_key: str
+    refund_of: UUID | None
+    refunded_minor: int
+    version: int
+    fingerprint: bytes
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        """The version as an opaque-looking tag; it changes on every write of the row."""
+        return str(self.version)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit record of a status change (old_status None for the creation)."""
+
+    id: UUID
+    transaction_id: UUID
+    old_status: Status | None
+    new_status: Status
+    actor: str
+    reason: str
+    created_at: datetime
+
+
+def replay(existing: Transaction, request: NewTransaction) -> Transaction:
+    """The original transaction for a true retry; a key reused for another request is refused."""
+    if existing.fingerprint != request.fingerprint():
+        raise AlreadyExists(
+            "the idempotency key was already used with a different request",
+            reason="IDEMPOTENCY_KEY_REUSED",
+        )
+    return existing
+
+
+def is_change(tx: Transaction, target: Status, etag: int | None) -> bool:
+    """Decide an update: False for a no-op, True for a legal change; raise otherwise.
+
+    Repeating the current status is OK even with an old etag, so a caller may
+    safely retry an update that already succeeded.
+    """
+    if tx.status == target:
+        return False
+    if etag is not None and etag != tx.version:
+        raise Aborted("the transaction changed since it was read (stale etag)", reason="ETAG_MISMATCH")
+    if tx.status != Status.PENDING or target not in FINAL:
+        raise FailedPrecondition(
+            f"a {tx.status.value} transaction cannot become {target.value}",
+            reason="INVALID_STATUS_TRANSITION",
+        )
+    return True
+
+
+def releases_refund(tx: Transaction, target: Status) -> bool:
+    """A refund that fails or is cancelled gives its amount back to the payment's remaining."""
+    return tx.type == TxType.REFUND and target in RELEASING
+
+
+def check_refund(payment: Transaction, refund: NewTransaction) -> None:
+    """A refund returns money from a COMPLETED payment in its currency, never more than remains."""
+    if payment.type != TxType.PAYMENT or payment.status != Status.COMPLETED:
+        raise FailedPrecondition("only a COMPLETED payment can be refunded", reason="REFUND_TARGET_INVALID")
+    if payment.currency != refund.currency:
+        raise FailedPrecondition(
+            f"a refund must be in the payment's currency ({payment.currency})", reason="REFUND_TARGET_INVALID"
+        )
+    remaining = payment.amount_minor - payment.refunded_minor
+    if refund.amount_minor > remaining:
+        raise FailedPrecondition(
+            f"the refund exceeds what remains refundable ({remaining} minor units)",
+            reason="REFUND_EXCEEDS_REMAINING",
+            metadata={"remaining_minor": str(remaining)},
+        )

@@ -1,0 +1,100 @@
+"""gRPC entry point: wire messages in, one service call, wire messages out. No SQL, no rules.
+
+Errors are raised as DomainError and mapped to status by the shared interceptor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+import grpc
+
+from payments.transaction.v1 import transaction_pb2 as pb
+from payments_common.errors import DeadlineExceeded, InvalidArgument
+from payments_common.interceptors import current_principal
+from transaction_service import policy, validation, wire
+from transaction_service.pagination import ListFilter
+from transaction_service.service import Payments
+
+
+class TransactionServicer:
+    """Implements payments.transaction.v1.TransactionService."""
+
+    def __init__(self, payments: Payments, statement_timeout_ms: int):
+        self._payments = payments
+        self._max_timeout_ms = statement_timeout_ms
+
+    def _budget_ms(self, context: grpc.ServicerContext) -> int:
+        """The caller's remaining time bounds each statement, so abandoned work stops in the database."""
+        remaining = context.time_remaining()
+        if remaining is None or remaining * 1000 >= self._max_timeout_ms:
+            return self._max_timeout_ms
+        if remaining <= 0:
+            raise DeadlineExceeded("the deadline passed before the work started")
+        return max(int(remaining * 1000), 1)
+
+    def CreateTransaction(self, request: Any, context: grpc.ServicerContext) -> Any:
+        new = validation.new_transaction(
+            wire.tx_type(request.type),
+            request.amount_minor,
+            request.currency,
+            request.description,
+            request.metadata,
+            request.idempotency_key,
+            request.refund_of,
+        )
+        tx = self._payments.create(current_principal(), new, self._budget_ms(context))
+        return pb.CreateTransactionResponse(transaction=wire.transaction(tx))
+
+    def GetTransaction(self, request: Any, context: grpc.ServicerContext) -> Any:
+        tx_id = validation.require_uuid("id", request.id)
+        tx = self._payments.get(current_principal(), tx_id, self._budget_ms(context))
+        return pb.GetTransactionResponse(transaction=wire.transaction(tx))
+
+    def ListTransactions(self, request: Any, context: grpc.ServicerContext) -> Any:
+        principal = current_principal()
+        size, requested_user, listing = self._list_query(request)
+        listing = replace(listing, owner=policy.list_owner(principal, requested_user))
+        rows, next_token = self._payments.list(
+            principal, listing, request.page_token, size, self._budget_ms(context)
+        )
+        return pb.ListTransactionsResponse(
+            transactions=[wire.transaction(tx) for tx in rows], next_page_token=next_token
+        )
+
+    @staticmethod
+    def _list_query(request: Any) -> tuple[int, UUID | None, ListFilter]:
+        """Page size, the admin's user_id (if any) and the filter, with every bad field reported at once."""
+        violations: list[tuple[str, str]] = []
+        size = validation.page_size(violations, request.page_size)
+        requested = validation.parse_uuid(violations, "user_id", request.user_id) if request.user_id else None
+        start = wire.optional_time(violations, request, "created_from")
+        end = wire.optional_time(violations, request, "created_to")
+        validation.created_range(violations, start, end)
+        listing = ListFilter(
+            owner=UUID(int=0),  # set by the caller once authorised
+            status=wire.status_filter(violations, request.status),
+            type=wire.type_filter(violations, request.type),
+            currency=validation.currency_filter(violations, request.currency),
+            created_from=start,
+            created_to=end,
+        )
+        if violations:
+            raise InvalidArgument(violations)
+        return size, requested, listing
+
+    def UpdateTransactionStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
+        tx_id, target, etag = validation.update_request(
+            request.id, wire.status(request.status), request.etag, request.reason
+        )
+        tx = self._payments.update_status(
+            current_principal(), tx_id, target, etag, request.reason, self._budget_ms(context)
+        )
+        return pb.UpdateTransactionStatusResponse(transaction=wire.transaction(tx))
+
+    def ListTransactionEvents(self, request: Any, context: grpc.ServicerContext) -> Any:
+        tx_id = validation.require_uuid("transaction_id", request.transaction_id)
+        found = self._payments.events(current_principal(), tx_id, self._budget_ms(context))
+        return pb.ListTransactionEventsResponse(events=[wire.event(ev) for ev in found])

@@ -1,0 +1,100 @@
+"""Translation between the payments.transaction.v1 messages and the domain objects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from payments.transaction.v1 import transaction_pb2 as pb
+from transaction_service.domain import Event, Status, Transaction, TxType
+
+STATUS_TO_WIRE: dict[Status, Any] = {
+    Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
+    Status.COMPLETED: pb.TRANSACTION_STATUS_COMPLETED,
+    Status.FAILED: pb.TRANSACTION_STATUS_FAILED,
+    Status.CANCELLED: pb.TRANSACTION_STATUS_CANCELLED,
+}
+TYPE_TO_WIRE: dict[TxType, Any] = {
+    TxType.PAYMENT: pb.TRANSACTION_TYPE_PAYMENT,
+    TxType.REFUND: pb.TRANSACTION_TYPE_REFUND,
+}
+_STATUS_FROM_WIRE = {v: k for k, v in STATUS_TO_WIRE.items()}
+_TYPE_FROM_WIRE = {v: k for k, v in TYPE_TO_WIRE.items()}
+
+
+def status(value: int) -> Status | None:
+    """The domain status, or None for UNSPECIFIED and values this build does not know."""
+    return _STATUS_FROM_WIRE.get(value)
+
+
+def tx_type(value: int) -> TxType | None:
+    """The domain type, or None for UNSPECIFIED and unknown values."""
+    return _TYPE_FROM_WIRE.get(value)
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """A protobuf Timestamp of an aware datetime."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def optional_time(violations: list[tuple[str, str]], message: Any, field: str) -> datetime | None:
+    """An aware datetime if the Timestamp field is set, else None."""
+    if not message.HasField(field):
+        return None
+    try:
+        moment: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        violations.append((field, "must be a valid timestamp (years 1-9999)"))
+        return None
+    return moment
+
+
+def status_filter(violations: list[tuple[str, str]], value: int) -> Status | None:
+    """An optional status filter (UNSPECIFIED: any)."""
+    if value != pb.TRANSACTION_STATUS_UNSPECIFIED and value not in _STATUS_FROM_WIRE:
+        violations.append(("status", "is not a known status"))
+    return _STATUS_FROM_WIRE.get(value)
+
+
+def type_filter(violations: list[tuple[str, str]], value: int) -> TxType | None:
+    """An optional type filter (UNSPECIFIED: any)."""
+    if value != pb.TRANSACTION_TYPE_UNSPECIFIED and value not in _TYPE_FROM_WIRE:
+        violations.append(("type", "is not a known type"))
+    return _TYPE_FROM_WIRE.get(value)
+
+
+def transaction(tx: Transaction) -> Any:
+    """The wire form of a transaction."""
+    return pb.Transaction(
+        id=str(tx.id),
+        user_id=str(tx.user_id),
+        type=TYPE_TO_WIRE[tx.type],
+        status=STATUS_TO_WIRE[tx.status],
+        amount_minor=tx.amount_minor,
+        currency=tx.currency,
+        description=tx.description,
+        metadata=dict(tx.metadata),
+        idempotency_key=tx.idempotency_key,
+        refund_of=str(tx.refund_of) if tx.refund_of else "",
+        refunded_minor=tx.refunded_minor,
+        etag=tx.etag,
+        created_at=timestamp(tx.created_at),
+        updated_at=timestamp(tx.updated_at),
+    )
+
+
+def event(ev: Event) -> Any:
+    """The wire form of an audit event (UNSPECIFIED old status for the creation)."""
+    return pb.TransactionEvent(
+        id=str(ev.id),
+        transaction_id=str(ev.transaction_id),
+        old_status=STATUS_TO_WIRE[ev.old_status] if ev.old_status else pb.TRANSACTION_STATUS_UNSPECIFIED,
+        new_status=STATUS_TO_WIRE[ev.new_status],
+        actor=ev.actor,
+        reason=ev.reason,
+        created_at=timestamp(ev.created_at),
+    )
