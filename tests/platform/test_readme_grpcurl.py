@@ -24,17 +24,20 @@ def readme_blocks() -> list[str]:
 
 def test_readme_has_grpcurl_examples_for_both_services():
     script = "\n".join(readme_blocks())
-    for method in ("AuthService/Register", "AuthService/Login", "AuthService/GetCurrentUser"):
+    for method in ("AuthService/Register", "AuthService/Login", "AuthService/GetCurrentUser",
+                   "TransactionService/CreateTransaction", "TransactionService/ListTransactions",
+                   "TransactionService/UpdateTransactionStatus", "TransactionService/ListTransactionEvents"):
         assert method in script
 
 
 @pytest.fixture
 def run_readme(auth_address):
-    def _run(script: str, **ports: str) -> subprocess.CompletedProcess[str]:
-        script = script.replace("localhost:50051", auth_address)
-        for port, address in ports.items():
-            script = script.replace(f"localhost:{port}", address)
+    def _run(script: str, tx_address: str = "", admin=None) -> subprocess.CompletedProcess[str]:
+        script = script.replace("localhost:50051", auth_address).replace("localhost:50052", tx_address)
         script = script.replace("alice@example.com", f"alice-{uuid.uuid4().hex[:8]}@example.com")
+        script = script.replace("order-1001", f"order-{uuid.uuid4().hex[:8]}")
+        if admin is not None:  # the dev admin exists only in `make run`'s database
+            script = script.replace("admin@payments.local", admin.email).replace("dev-admin-password", admin.password)
         return subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
@@ -53,3 +56,13 @@ def test_auth_examples_run_as_pasted(run_readme):
     assert "payments.auth.v1.AuthService" in result.stdout
     assert '"email": "alice-' in result.stdout
     assert '"ROLE_USER"' in result.stdout
+
+
+def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_address, admin_user):
+    (tx_block,) = [b for b in readme_blocks() if "50052" in b]
+    result = run_readme(tx_block, tx_address=tx_address, admin=admin_user)
+    assert result.returncode == 0, result.stderr
+    assert '"TRANSACTION_STATUS_COMPLETED"' in result.stdout
+    assert '"amount_minor": "1250"' in result.stdout
+    assert '"new_status": "TRANSACTION_STATUS_COMPLETED"' in result.stdout
+    assert '"reason": "settled"' in result.stdout
