@@ -36,7 +36,10 @@ def serve(port: int | None, host: str = "0.0.0.0") -> int | None:
     """Start the /metrics endpoint (port 0 picks a free port); returns the bound port."""
     if port is None:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as err:
+        raise SystemExit(f"start-up error: metrics port {port}: {err.strerror}") from None
     bound = int(server.server_port)
     log.info("metrics endpoint", extra={"port": bound})
     return bound

@@ -111,12 +111,17 @@ def start_server(
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     address = f"{settings.grpc_host}:{port}"
     credentials = _credentials(settings)
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-        log.warning("listening in PLAINTEXT (no TLS_CERT_FILE/TLS_KEY_FILE)", extra={"port": bound})
-    else:
-        bound = server.add_secure_port(address, credentials)
-        log.info("listening with TLS", extra={"port": bound, "mtls": settings.tls_client_ca_file is not None})
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+            log.warning("listening in PLAINTEXT (no TLS_CERT_FILE/TLS_KEY_FILE)", extra={"port": bound})
+        else:
+            bound = server.add_secure_port(address, credentials)
+            log.info(
+                "listening with TLS", extra={"port": bound, "mtls": settings.tls_client_ca_file is not None}
+            )
+    except RuntimeError:
+        raise SystemExit(f"start-up error: cannot listen on {address} (port in use?)") from None
     server.start()
     bound_metrics = metrics.serve(metrics_port)
     running = RunningServer(

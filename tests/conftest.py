@@ -148,23 +148,28 @@ def auth_stub(auth_address: str) -> Iterator[auth_pb2_grpc.AuthServiceStub]:
         yield auth_pb2_grpc.AuthServiceStub(channel)
 
 
+def tx_settings(database_url: str, auth_address: str = "", **overrides: Any) -> TransactionSettings:
+    """Transaction settings for an in-process server on a free port."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "database_role": TX_ROLE,
+        "transaction_port": 0,
+        "transaction_metrics_port": 0,
+        "grpc_host": "127.0.0.1",
+        "auth_service_addr": auth_address,
+        "jwks_min_refresh_seconds": 0.5,
+        "shutdown_grace_seconds": 1.0,
+        **overrides,
+    }
+    return TransactionSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 @pytest.fixture(scope="session")
 def tx_address(database_url: str, auth_address: str, secret_watch: SecretWatch) -> Iterator[str]:
     """Address of the shared transaction server (verifies tokens with the auth server's JWKS)."""
     from transaction_service.app import start
 
-    settings = TransactionSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        database_role=TX_ROLE,
-        transaction_port=0,
-        transaction_metrics_port=0,
-        grpc_host="127.0.0.1",
-        auth_service_addr=auth_address,
-        jwks_min_refresh_seconds=0.5,
-        shutdown_grace_seconds=1.0,
-    )
-    running = start(settings)
+    running = start(tx_settings(database_url, auth_address))
     yield f"127.0.0.1:{running.port}"
     running.stop()
 
@@ -214,7 +219,11 @@ def auth_service_cli(database_url: str) -> Callable[..., subprocess.CompletedPro
     return _run
 
 
-FAST_HASH_ENV = {k.upper(): str(v) for k, v in FAST_HASH.items()}
+# subprocesses: fast hashing, and no fixed metrics port that another process may hold
+FAST_HASH_ENV = {k.upper(): str(v) for k, v in FAST_HASH.items()} | {
+    "AUTH_METRICS_PORT": "0",
+    "TRANSACTION_METRICS_PORT": "0",
+}
 
 
 @pytest.fixture(scope="session")

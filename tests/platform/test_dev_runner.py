@@ -25,8 +25,6 @@ def test_dev_runner_starts_everything_and_stops_cleanly():
         PAYMENTS_DATA_DIR=str(data),
         AUTH_PORT=str(auth_port),
         TRANSACTION_PORT=str(tx_port),
-        AUTH_METRICS_PORT=str(free_port()),
-        TRANSACTION_METRICS_PORT=str(free_port()),
         AUTH_SERVICE_ADDR=f"localhost:{auth_port}",
         **FAST_HASH_ENV,
     )

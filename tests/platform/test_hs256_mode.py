@@ -11,8 +11,7 @@ import pytest
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
-from payments_common.config import TransactionSettings
-from tests.conftest import TX_ROLE
+from tests.conftest import tx_settings
 
 SECRET = "an-hs256-secret-that-is-long-enough-0123456789"
 
@@ -21,18 +20,7 @@ def test_hs256_tokens_work_across_both_services_and_forgeries_do_not(start_auth,
     from transaction_service.app import start as start_tx
 
     auth = start_auth(algorithm="HS256", secret_key=SECRET)
-    tx = start_tx(
-        TransactionSettings(
-            _env_file=None,
-            database_url=database_url,
-            database_role=TX_ROLE,
-            transaction_port=0,
-            transaction_metrics_port=0,
-            grpc_host="127.0.0.1",
-            algorithm="HS256",
-            secret_key=SECRET,
-        )
-    )
+    tx = start_tx(tx_settings(database_url, algorithm="HS256", secret_key=SECRET))
     try:
         with (
             grpc.insecure_channel(f"127.0.0.1:{auth.port}") as a,

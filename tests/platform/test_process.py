@@ -106,3 +106,21 @@ def test_sigterm_turns_health_not_serving_then_drains_and_logs_no_secrets(databa
     assert any(r["msg"] == "draining" for r in records)
     for secret in (password, tokens.access_token, tokens.refresh_token):
         assert secret not in stdout + stderr
+
+
+def test_a_port_in_use_stops_start_up_with_one_clear_line(database_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "DATABASE_URL": database_url,
+            "DATABASE_ROLE": AUTH_ROLE,
+            "GRPC_HOST": "127.0.0.1",
+            **FAST_HASH_ENV,
+            "AUTH_METRICS_PORT": str(port),
+        }
+        result = _run_module("auth_service", env)
+    assert result.returncode == 1
+    assert f"start-up error: metrics port {port}" in result.stderr
+    assert "Traceback" not in result.stderr

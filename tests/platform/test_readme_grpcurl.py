@@ -24,20 +24,29 @@ def readme_blocks() -> list[str]:
 
 def test_readme_has_grpcurl_examples_for_both_services():
     script = "\n".join(readme_blocks())
-    for method in ("AuthService/Register", "AuthService/Login", "AuthService/GetCurrentUser",
-                   "TransactionService/CreateTransaction", "TransactionService/ListTransactions",
-                   "TransactionService/UpdateTransactionStatus", "TransactionService/ListTransactionEvents"):
+    for method in (
+        "AuthService/Register",
+        "AuthService/Login",
+        "AuthService/GetCurrentUser",
+        "TransactionService/CreateTransaction",
+        "TransactionService/ListTransactions",
+        "TransactionService/UpdateTransactionStatus",
+        "TransactionService/ListTransactionEvents",
+    ):
         assert method in script
 
 
 @pytest.fixture
 def run_readme(auth_address):
     def _run(script: str, tx_address: str = "", admin=None) -> subprocess.CompletedProcess[str]:
-        script = script.replace("localhost:50051", auth_address).replace("localhost:50052", tx_address)
+        script = script.replace("localhost:50051", auth_address)
+        script = script.replace("localhost:50052", tx_address)
         script = script.replace("alice@example.com", f"alice-{uuid.uuid4().hex[:8]}@example.com")
         script = script.replace("order-1001", f"order-{uuid.uuid4().hex[:8]}")
         if admin is not None:  # the dev admin exists only in `make run`'s database
-            script = script.replace("admin@payments.local", admin.email).replace("dev-admin-password", admin.password)
+            script = script.replace("admin@payments.local", admin.email).replace(
+                "dev-admin-password", admin.password
+            )
         return subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},

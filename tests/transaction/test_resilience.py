@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
-from payments_common.config import TransactionSettings
+from tests.conftest import tx_settings
 from tests.helpers import Caller
 from tests.transaction.conftest import CANCELLED, PENDING, payment_request
 from tests.transaction.proxy import CuttableProxy, upstream_of
@@ -60,13 +60,9 @@ def proxied_server(database_url: str, auth_address: str) -> Iterator[tuple[Cutta
 
     proxy = CuttableProxy(upstream_of(database_url))
     url = make_url(database_url).set(host="127.0.0.1", port=proxy.port, query={})
-    settings = TransactionSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url.render_as_string(hide_password=False),
-        database_role="payments_tx_svc",
-        transaction_port=0,
-        grpc_host="127.0.0.1",
-        auth_service_addr=auth_address,
+    settings = tx_settings(
+        url.render_as_string(hide_password=False),
+        auth_address,
         health_check_interval_seconds=0.2,
         shutdown_grace_seconds=0.5,
         db_pool_timeout_seconds=1.0,
