@@ -12,6 +12,7 @@ COPY scripts/gen_protos.py ./scripts/
 COPY payments_common ./payments_common
 COPY auth_service ./auth_service
 COPY transaction_service ./transaction_service
+COPY payments_client ./payments_client
 # stubs are generated at build time from the contracts, then the code generator is removed
 RUN pip install grpcio-tools==1.85.1 \
  && rm -rf payments && python scripts/gen_protos.py \

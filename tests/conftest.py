@@ -117,6 +117,14 @@ def disposable_database() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA, a server certificate (localhost, payments-auth.internal) and a client certificate."""
+    from tests.pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
 def db_engine(database_url: str) -> Iterator[Engine]:
     """A superuser engine for assertions on what the services wrote."""
     engine = create_engine(database_url, pool_size=5)

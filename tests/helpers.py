@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from payments_client.errors import status_details
 
 
 @dataclass
@@ -25,32 +23,5 @@ class Caller:
         return (("authorization", f"Bearer {self.access_token}"),)
 
 
-@dataclass
-class ErrorDetails:
-    """The google.rpc details of a failed call."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    domain: str = ""
-    violations: dict[str, str] = field(default_factory=dict)
-    retry_delay: float | None = None
-
-
-def details_of(err: grpc.RpcError) -> ErrorDetails:
-    """Unpack ErrorInfo, BadRequest and RetryInfo from the status trailer."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    out = ErrorDetails(code=err.code(), message=err.details() or "")  # type: ignore[attr-defined]
-    if status is None:
-        return out
-    for any_detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        bad = error_details_pb2.BadRequest()
-        retry = error_details_pb2.RetryInfo()
-        if any_detail.Unpack(info):
-            out.reason, out.domain = info.reason, info.domain
-        elif any_detail.Unpack(bad):
-            out.violations = {v.field: v.description for v in bad.field_violations}
-        elif any_detail.Unpack(retry):
-            out.retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
-    return out
+# the client package already decodes google.rpc details; the tests read errors the same way
+details_of = status_details
