@@ -75,3 +75,19 @@ def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_addres
     assert '"amount_minor": "1250"' in result.stdout
     assert '"new_status": "TRANSACTION_STATUS_COMPLETED"' in result.stdout
     assert '"reason": "settled"' in result.stdout
+
+
+def test_python_example_runs_as_written(auth_address, tx_address, settle_client, new_user, capsys):
+    text = (ROOT / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    example = example.replace("auth:50051", auth_address).replace("transactions:50052", tx_address)
+    example = re.sub(
+        r"^tls = TlsConfig.*$", "tls = None  # the test servers are plaintext", example, flags=re.M
+    )
+    user = new_user()
+    prelude = {"client_id": settle_client.email, "client_secret": settle_client.password,
+               "email": user.email, "password": user.password, "order_id": f"order-{uuid.uuid4().hex}"}  # fmt: skip
+    exec(compile(example, "README.md", "exec"), prelude)  # noqa: S102 - the README's own example
+    printed = capsys.readouterr().out.split()
+    payment = prelude["payment"]
+    assert printed == [payment.id, "1250"]  # the captured payment is listed as COMPLETED
