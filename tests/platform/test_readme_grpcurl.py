@@ -85,8 +85,13 @@ def test_python_example_runs_as_written(auth_address, tx_address, settle_client,
         r"^tls = TlsConfig.*$", "tls = None  # the test servers are plaintext", example, flags=re.M
     )
     user = new_user()
-    prelude = {"client_id": settle_client.email, "client_secret": settle_client.password,
-               "email": user.email, "password": user.password, "order_id": f"order-{uuid.uuid4().hex}"}  # fmt: skip
+    prelude = {
+        "client_id": settle_client.email,
+        "client_secret": settle_client.password,
+        "email": user.email,
+        "password": user.password,
+        "order_id": f"order-{uuid.uuid4().hex}",
+    }
     exec(compile(example, "README.md", "exec"), prelude)  # noqa: S102 - the README's own example
     printed = capsys.readouterr().out.split()
     payment = prelude["payment"]
