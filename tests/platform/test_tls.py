@@ -49,3 +49,21 @@ def test_tls_settings_must_come_in_pairs(pki):
 
     with pytest.raises(ValidationError, match="TLS_CERT_FILE"):
         AuthSettings(_env_file=None, tls_cert_file=pki["server_cert"])
+
+
+def test_transaction_service_fetches_the_keys_over_tls(start_auth, pki, database_url, new_user):
+    from payments.transaction.v1 import transaction_pb2, transaction_pb2_grpc
+    from tests.conftest import tx_settings
+    from transaction_service.app import start as start_tx
+
+    auth = start_auth(tls_cert_file=pki["server_cert"], tls_key_file=pki["server_key"])
+    tx = start_tx(tx_settings(database_url, f"localhost:{auth.port}", auth_service_ca_file=pki["ca"]))
+    caller = new_user()  # token from the shared auth server: same database, same signing keys
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{tx.port}") as channel:
+            reply = transaction_pb2_grpc.TransactionServiceStub(channel).ListTransactions(
+                transaction_pb2.ListTransactionsRequest(), metadata=caller.md, timeout=10
+            )
+        assert list(reply.transactions) == []
+    finally:
+        tx.stop()
