@@ -40,3 +40,18 @@ def test_failed_logins_and_bad_tokens_log_no_secret(auth_stub, new_user, secret_
     assert secret_watch.leaks() == []
     # the watch does find a secret when one is there
     assert secret_watch.leaks(extra_text=wrong)
+
+
+def test_signing_keys_and_client_secrets_never_reach_the_logs(
+    db_engine, settle_client, new_user, secret_watch
+):
+    from sqlalchemy import text
+
+    new_user()
+    with db_engine.connect() as conn:
+        pems = conn.execute(text("SELECT private_key_pem FROM auth.signing_keys")).scalars().all()
+    assert pems
+    body = [pem.split("-----")[2].strip() for pem in pems]  # the base64 key material
+    corpus = "\n".join(secret_watch.lines)
+    assert all(key not in corpus for key in body)
+    assert settle_client.password not in corpus
