@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test lint proto proto-check buf fmt bench clean
+.PHONY: setup run test lint proto proto-check buf fmt bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,16 @@ proto-check: setup
 buf:  ## lint the contracts with buf's standard rules
 	test -x node_modules/.bin/buf || npm ci --no-audit --no-fund --silent
 	node_modules/.bin/buf lint
+
+$(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1): $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-* && touch $@
+
+bench: $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1)  ## benchmark suite (~8 min) -> bench/results/
+	$(PY) -m bench
+
+bench-smoke: setup  ## a few seconds of every benchmark workload (the tests run it too)
+	$(PY) -m bench --smoke
 
 fmt: setup
 	$(VENV)/bin/ruff check --fix .

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -61,13 +63,24 @@ class AuthService:
         self._hasher = hasher
         self._keys = keys
         self._throttle = Throttle(engine, settings)
+        # Argon2 is CPU- and memory-bound: more hashes at once than cores only add memory (each
+        # thread's malloc arena keeps its ~memory_kib buffer), so hashing runs on a small pool.
+        self._hash_pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="hash"
+        )
+
+    def _verify(self, secret: str, stored: str | None) -> tuple[bool, str | None]:
+        return self._hash_pool.submit(self._hasher.verify, secret, stored).result()
+
+    def _hash(self, secret: str) -> str:
+        return self._hash_pool.submit(self._hasher.hash, secret).result()
 
     def register(
         self, email: str, password: str, full_name: str, roles: tuple[str, ...] = ("user",)
     ) -> UserView:
         """Create a user; a taken email is ALREADY_EXISTS."""
         normalised = validation.check_registration(email, password, full_name)
-        password_hash = self._hasher.hash(password)
+        password_hash = self._hash(password)
         with unit_of_work(self._engine) as session:
             row = session.execute(
                 pg_insert(users)
@@ -92,20 +105,22 @@ class AuthService:
         validation.check_login_sizes({"email": email, "password": password})
         normalised = validation.normalise_email(email)
         keys = self._throttle.limits(normalised, peer)
-        self._throttle.check(keys)
-        with unit_of_work(self._engine) as session:
+        account_key = f"account:{normalised}"
+        with unit_of_work(self._engine) as session:  # throttle check and lookup: one transaction
+            counted = self._throttle.check(keys, session)
             user = session.execute(
                 select(users.c.id, users.c.password_hash, users.c.roles, users.c.disabled).where(
                     users.c.email == normalised
                 )
             ).first()
-        valid, new_hash = self._hasher.verify(password, user.password_hash if user else None)
+        valid, new_hash = self._verify(password, user.password_hash if user else None)
         if user is None or not valid or user.disabled:
             LOGIN_FAILURES.labels("user").inc()
             self._throttle.record_failure(keys)
             raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
-        self._throttle.reset(f"account:{normalised}")
-        with unit_of_work(self._engine) as session:
+        with unit_of_work(self._engine) as session:  # counter reset, rehash and refresh token together
+            if account_key in counted:  # no DELETE round trip when there is nothing to forget
+                self._throttle.reset(account_key, session)
             if new_hash:
                 session.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
             refresh, refresh_ttl = self._new_refresh(session, user.id, uuid.uuid4())
@@ -121,7 +136,7 @@ class AuthService:
             sp = session.execute(
                 select(service_principals).where(service_principals.c.client_id == client_id)
             ).first()
-        valid, _ = self._hasher.verify(secret, sp.secret_hash if sp else None)
+        valid, _ = self._verify(secret, sp.secret_hash if sp else None)
         if sp is None or not valid or sp.disabled:
             LOGIN_FAILURES.labels("service").inc()
             self._throttle.record_failure(keys)
@@ -217,7 +232,7 @@ class AuthService:
                     id=uuid.uuid4(),
                     client_id=client_id,
                     name=name,
-                    secret_hash=self._hasher.hash(secret),
+                    secret_hash=self._hash(secret),
                     scopes=scopes,
                     disabled=False,
                     created_at=datetime.now(UTC),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, select, text
+from sqlalchemy.orm import Session
 
 from auth_service.metrics import LOGIN_THROTTLED
 from auth_service.models import login_throttle
@@ -47,18 +48,22 @@ class Throttle:
             f"peer:{peer}": self._settings.login_peer_max_failures,
         }
 
-    def check(self, keys: dict[str, int]) -> None:
-        """Refuse with RetryInfo while any of the keys is blocked."""
-        with unit_of_work(self._engine) as session:
-            blocked = (
-                session.execute(
-                    select(login_throttle.c.blocked_until).where(
-                        login_throttle.c.key.in_(keys), login_throttle.c.blocked_until > text("now()")
-                    )
-                )
-                .scalars()
-                .all()
-            )
+    def check(self, keys: dict[str, int], session: Session | None = None) -> frozenset[str]:
+        """Refuse with RetryInfo while any of the keys is blocked; returns the keys that have a counter.
+
+        With `session`, the check runs in the caller's unit of work (one round trip, no own transaction).
+        """
+        if session is None:
+            with unit_of_work(self._engine) as own:
+                return self.check(keys, own)
+        rows = session.execute(
+            select(
+                login_throttle.c.key,
+                login_throttle.c.blocked_until,
+                (login_throttle.c.blocked_until > text("now()")).label("blocked"),
+            ).where(login_throttle.c.key.in_(keys))
+        ).all()
+        blocked = [row.blocked_until for row in rows if row.blocked]
         if blocked:
             LOGIN_THROTTLED.inc()
             wait = (max(blocked) - datetime.now(UTC)).total_seconds()
@@ -67,6 +72,7 @@ class Throttle:
                 retry_after=max(wait, 0.1),
                 reason="LOGIN_THROTTLED",
             )
+        return frozenset(row.key for row in rows)
 
     def record_failure(self, keys: dict[str, int]) -> None:
         """Count one failure for each key, blocking the ones over their limit."""
@@ -83,7 +89,10 @@ class Throttle:
                     )
                     session.execute(_BLOCK, {"key": key, "secs": lockout})
 
-    def reset(self, key: str) -> None:
-        """Forget the failures of a key after a successful login."""
-        with unit_of_work(self._engine) as session:
-            session.execute(delete(login_throttle).where(login_throttle.c.key == key))
+    def reset(self, key: str, session: Session | None = None) -> None:
+        """Forget the failures of a key after a successful login (in the caller's unit of work if given)."""
+        if session is None:
+            with unit_of_work(self._engine) as own:
+                self.reset(key, own)
+            return
+        session.execute(delete(login_throttle).where(login_throttle.c.key == key))

@@ -18,7 +18,7 @@ import grpc
 from sqlalchemy import exc
 
 from payments_common import db, metrics
-from payments_common.errors import DomainError, Unauthenticated
+from payments_common.errors import DomainError, InvalidArgument, Unauthenticated
 from payments_common.tokens import Principal, TokenVerifier, bearer_token
 
 log = logging.getLogger("payments.rpc")
@@ -39,6 +39,23 @@ def current_principal() -> Principal:
     return principal
 
 
+_UNDECODABLE = object()  # stands in for request bytes that are not a message of the method
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Let undecodable bytes reach the handler, where they become INVALID_ARGUMENT (not INTERNAL)."""
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception:  # DecodeError, invalid UTF-8 in a string field: the caller's bytes are bad
+            return _UNDECODABLE
+
+    return parse
+
+
 class ServiceInterceptor(_Interceptor):
     """Wraps every unary handler of the service with auth, error mapping and an access log line."""
 
@@ -48,23 +65,30 @@ class ServiceInterceptor(_Interceptor):
         self._domain = domain
         self._verifier = verifier
         self._public = public_methods
+        # method -> (the handler it wrapped, the wrapper): built once, not on every call
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
         method: str = details.method
         if handler is None or handler.unary_unary is None or method.startswith(OPEN_SERVICES):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         authenticate = self._verifier is not None and method not in self._public
         inner = handler.unary_unary
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             return self._handle(inner, request, context, method, authenticate)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapper = grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapper)
+        return wrapper
 
     def _handle(
         self,
@@ -88,6 +112,8 @@ class ServiceInterceptor(_Interceptor):
                 assert self._verifier is not None
                 principal = self._verifier.verify(bearer_token(metadata))
                 _principal.set(principal)
+            if request is _UNDECODABLE:
+                raise InvalidArgument([("request", "is not a valid message of this method")])
             return inner(request, context)
         except DomainError as err:
             failure = err

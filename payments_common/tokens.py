@@ -97,16 +97,47 @@ class CachedKeys:
 
 
 class TokenVerifier:
-    """Verifies bearer access tokens and returns the Principal they name."""
+    """Verifies bearer access tokens and returns the Principal they name.
 
-    def __init__(self, keys: CachedKeys, *, issuer: str, audience: str, leeway: int = 5):
+    A verified token is remembered until its `exp` (never longer), so a client that reuses its
+    token skips the signature check; forged or invalid tokens are never remembered. The cache
+    holds at most `cache_size` tokens (expired ones are dropped first, then the oldest).
+    """
+
+    def __init__(
+        self, keys: CachedKeys, *, issuer: str, audience: str, leeway: int = 5, cache_size: int = 10_000
+    ):
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._cache_size = cache_size
+        self._verified: dict[str, Principal] = {}
+        self._cache_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
         """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached.expires_at:
+                return cached
+            self._verified.pop(token, None)
+        principal = self._verify(token)
+        if self._cache_size > 0:
+            self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        with self._cache_lock:
+            if len(self._verified) >= self._cache_size:
+                now = time.time()
+                for key in [k for k, p in self._verified.items() if p.expires_at <= now]:
+                    del self._verified[key]
+                while len(self._verified) >= self._cache_size:
+                    del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

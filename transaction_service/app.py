@@ -77,9 +77,14 @@ def start(settings: TransactionSettings) -> RunningServer:
         pool_size=settings.db_pool_size,
         pool_timeout=settings.db_pool_timeout_seconds,
         name="transaction_service",
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     )
     secret = settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
-    servicer = TransactionServicer(Payments(engine, PageTokens(secret)), settings.db_statement_timeout_ms)
+    servicer = TransactionServicer(
+        Payments(engine, PageTokens(secret)),
+        settings.db_statement_timeout_ms,
+        settings.grpc_max_message_bytes,
+    )
     service = Service(
         SERVICE_NAME,
         lambda server: transaction_pb2_grpc.add_TransactionServiceServicer_to_server(servicer, server),

@@ -17,13 +17,50 @@ from transaction_service.pagination import Cursor, ListFilter
 
 _T = transactions.c
 _EVENT_COLUMNS = ["transaction_id", "old_status", "new_status", "actor", "reason"]
+# rows are unpacked by position (a hot path: a page builds 50 of them); the order is checked here
+_ROW_ORDER = [
+    "id",
+    "user_id",
+    "type",
+    "status",
+    "amount_minor",
+    "currency",
+    "description",
+    "metadata",
+    "idempotency_key",
+    "request_fingerprint",
+    "refund_of",
+    "refunded_minor",
+    "version",
+    "created_at",
+    "updated_at",
+]
+assert [c.name for c in transactions.c] == _ROW_ORDER, "update _transaction with the columns"
+_TYPES = {t.value: t for t in TxType}
+_STATUSES = {s.value: s for s in Status}
 
 
 def _transaction(row: Row[Any]) -> Transaction:
-    fields = dict(row._mapping)
-    fingerprint = bytes(fields.pop("request_fingerprint"))
-    fields.update(type=TxType(fields["type"]), status=Status(fields["status"]), fingerprint=fingerprint)
-    return Transaction(**fields)
+    values: tuple[Any, ...] = tuple(row)
+    tx_id, user_id, type_, status, amount, currency, description, metadata, key, fingerprint = values[:10]
+    refund_of, refunded, version, created_at, updated_at = values[10:]
+    return Transaction(
+        id=tx_id,
+        user_id=user_id,
+        type=_TYPES[type_],
+        status=_STATUSES[status],
+        amount_minor=amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
+        idempotency_key=key,
+        refund_of=refund_of,
+        refunded_minor=refunded,
+        version=version,
+        fingerprint=bytes(fingerprint),
+        created_at=created_at,
+        updated_at=updated_at,
+    )
 
 
 class TransactionRepository:

@@ -8,12 +8,22 @@ from uuid import UUID
 from sqlalchemy import Engine
 
 from payments_common.db import unit_of_work
-from payments_common.errors import Aborted, NotFound, PermissionDenied
+from payments_common.errors import Aborted, NotFound, Unauthenticated
 from payments_common.tokens import Principal
 from transaction_service import domain, policy
 from transaction_service.domain import Event, NewTransaction, Status, Transaction
 from transaction_service.pagination import Cursor, ListFilter, PageTokens
 from transaction_service.repository import TransactionRepository
+
+
+def _require_active(repo: TransactionRepository, principal: Principal) -> None:
+    """A user's token stops working once the account is disabled or deleted (as at the auth service)."""
+    if principal.kind == "user" and not repo.account_active(policy.caller_id(principal)):
+        raise _inactive()
+
+
+def _inactive() -> Unauthenticated:
+    return Unauthenticated("the token's user is disabled or no longer exists", reason="USER_DISABLED")
 
 
 class Payments:
@@ -28,6 +38,7 @@ class Payments:
         owner = policy.account_owner(principal)
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
+            _require_active(repo, principal)
             if new.refund_of is None:
                 created = repo.insert(owner, new, principal.subject)
                 return created or self._original(repo, owner, new)
@@ -61,7 +72,7 @@ class Payments:
         if existing is not None:
             return domain.replay(existing, new)
         if not repo.account_active(owner):
-            raise PermissionDenied("the account is unknown or disabled", reason="ACCOUNT_INACTIVE")
+            raise _inactive()  # disabled while this request was under way
         raise Aborted(
             "a concurrent request with this idempotency key did not finish; retry",
             reason="CONCURRENT_REQUEST",
@@ -70,7 +81,9 @@ class Payments:
     def get(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Transaction:
         """One transaction the caller may see."""
         with unit_of_work(self._engine, timeout_ms) as session:
-            tx = TransactionRepository(session).get(tx_id, policy.owner_scope(principal))
+            repo = TransactionRepository(session)
+            _require_active(repo, principal)
+            tx = repo.get(tx_id, policy.owner_scope(principal))
         if tx is None:
             raise NotFound(domain.NOT_FOUND_MESSAGE)
         return tx
@@ -88,6 +101,7 @@ class Payments:
         policy.authorize_target(principal, target)
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
+            _require_active(repo, principal)
             tx = repo.get(tx_id, policy.owner_scope(principal), lock=True)
             if tx is None:
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
@@ -102,6 +116,7 @@ class Payments:
         """The audit trail of a transaction the caller may see."""
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
+            _require_active(repo, principal)
             if repo.get(tx_id, policy.owner_scope(principal)) is None:
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
             return repo.events(tx_id)
@@ -112,8 +127,13 @@ class Payments:
         """One page, newest first, and the token of the next page ("" when it was the last)."""
         cursor = self._tokens.read(page_token, principal.subject, listing) if page_token else None
         with unit_of_work(self._engine, timeout_ms) as session:
-            rows = TransactionRepository(session).page(listing, cursor, size + 1)
+            repo = TransactionRepository(session)
+            _require_active(repo, principal)
+            rows = repo.page(listing, cursor, size + 1)
         if len(rows) <= size:
             return rows, ""
-        last = rows[size - 1]
-        return rows[:size], self._tokens.issue(Cursor(last.created_at, last.id), principal.subject, listing)
+        return rows[:size], self.token_after(principal, listing, rows[size - 1])
+
+    def token_after(self, principal: Principal, listing: ListFilter, last: Transaction) -> str:
+        """The page token of the rows after `last` (also for a page cut short by its size in bytes)."""
+        return self._tokens.issue(Cursor(last.created_at, last.id), principal.subject, listing)

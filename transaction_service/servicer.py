@@ -22,9 +22,11 @@ from transaction_service.service import Payments
 class TransactionServicer:
     """Implements payments.transaction.v1.TransactionService."""
 
-    def __init__(self, payments: Payments, statement_timeout_ms: int):
+    def __init__(self, payments: Payments, statement_timeout_ms: int, max_message_bytes: int = 1024 * 1024):
         self._payments = payments
         self._max_timeout_ms = statement_timeout_ms
+        # room for the page token and framing; a page never outgrows the send limit
+        self._max_page_bytes = max(max_message_bytes - 1024, 1)
 
     def _budget_ms(self, context: grpc.ServicerContext) -> int:
         """The caller's remaining time bounds each statement, so abandoned work stops in the database."""
@@ -60,9 +62,16 @@ class TransactionServicer:
         rows, next_token = self._payments.list(
             principal, listing, request.page_token, size, self._budget_ms(context)
         )
-        return pb.ListTransactionsResponse(
-            transactions=[wire.transaction(tx) for tx in rows], next_page_token=next_token
-        )
+        shown: list[Any] = []
+        used = 0
+        for tx in rows:  # page_size is a maximum: large rows end the page early, with a token
+            message = wire.transaction(tx)
+            used += message.ByteSize() + 8  # the repeated field's tag and length
+            if shown and used > self._max_page_bytes:
+                next_token = self._payments.token_after(principal, listing, rows[len(shown) - 1])
+                break
+            shown.append(message)
+        return pb.ListTransactionsResponse(transactions=shown, next_page_token=next_token)
 
     @staticmethod
     def _list_query(request: Any) -> tuple[int, UUID | None, ListFilter]:

@@ -34,11 +34,15 @@ def tx_type(value: int) -> TxType | None:
     return _TYPE_FROM_WIRE.get(value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(moment: datetime) -> Timestamp:
-    """A protobuf Timestamp of an aware datetime."""
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    """A protobuf Timestamp of an aware datetime (exact integer arithmetic, like FromDatetime)."""
+    if moment.tzinfo is None:  # naive: FromDatetime reads it as UTC
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def optional_time(violations: list[tuple[str, str]], message: Any, field: str) -> datetime | None:

@@ -1,0 +1,1 @@
+"""Benchmark suite: the real services on PostgreSQL against same-run baselines (see bench/README.md)."""

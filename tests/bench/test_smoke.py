@@ -1,0 +1,41 @@
+"""The benchmark suite keeps working: its smoke mode runs end to end (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+WORKLOADS = ["echo", "create", "get", "list", "update", "login", "password_verify", "pg_insert"]
+
+
+def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert sorted(report["workloads"]) == sorted(WORKLOADS)
+    for name, workload in report["workloads"].items():
+        for level, result in workload["levels"].items():
+            assert result["rate"] > 0, f"{name}@{level}: {result}"
+            assert result["errors"] == 0, f"{name}@{level}: {result}"
+    history = report["history"]
+    for key, value in history.items():
+        if key.startswith("list@"):
+            assert value["short"]["rate"] > 0 and value["long"]["rate"] > 0
+            assert value["short"]["errors"] == 0 and value["long"]["errors"] == 0
+    assert history["create_large_table"]["large"]["rate"] > 0
+    assert history["create_large_table"]["large"]["errors"] == 0
+    for key, value in report["scaling"].items():
+        assert value["two_processes"]["rate"] > 0, key
+        assert value["two_processes"]["errors"] == 0, key
+    assert {t["target"] for t in report["targets"]}  # every target is reported (met or not)
+    assert (tmp_path / "latest.md").read_text().startswith("### Benchmark")
