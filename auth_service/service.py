@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
 
 from auth_service import validation
 from auth_service.keys import KeyRing
@@ -144,7 +143,7 @@ class AuthService:
         access, ttl = self._keys.issue(str(sp.id), "service", [], list(sp.scopes))
         return Tokens(access, ttl, " ".join(sp.scopes))
 
-    def _new_refresh(self, session: Session, user_id: uuid.UUID, family: uuid.UUID) -> tuple[str, int]:
+    def _new_refresh(self, session: Connection, user_id: uuid.UUID, family: uuid.UUID) -> tuple[str, int]:
         token = "rt_" + secrets.token_urlsafe(32)
         ttl = self._settings.refresh_token_ttl_seconds
         session.execute(
@@ -192,7 +191,7 @@ class AuthService:
         return Tokens(access, ttl, "", refresh, refresh_ttl)
 
     @staticmethod
-    def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
+    def _revoke_family(session: Connection, family_id: uuid.UUID) -> None:
         session.execute(
             update(refresh_tokens)
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))

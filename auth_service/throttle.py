@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from auth_service.metrics import LOGIN_THROTTLED
 from auth_service.models import login_throttle
@@ -48,7 +47,7 @@ class Throttle:
             f"peer:{peer}": self._settings.login_peer_max_failures,
         }
 
-    def check(self, keys: dict[str, int], session: Session | None = None) -> frozenset[str]:
+    def check(self, keys: dict[str, int], session: Connection | None = None) -> frozenset[str]:
         """Refuse with RetryInfo while any of the keys is blocked; returns the keys that have a counter.
 
         With `session`, the check runs in the caller's unit of work (one round trip, no own transaction).
@@ -89,7 +88,7 @@ class Throttle:
                     )
                     session.execute(_BLOCK, {"key": key, "secs": lockout})
 
-    def reset(self, key: str, session: Session | None = None) -> None:
+    def reset(self, key: str, session: Connection | None = None) -> None:
         """Forget the failures of a key after a successful login (in the caller's unit of work if given)."""
         if session is None:
             with unit_of_work(self._engine) as own:

@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Engine, create_engine, event, exc, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 
 from payments_common import errors
 
@@ -82,18 +81,21 @@ def make_engine(
 
 
 @contextmanager
-def unit_of_work(engine: Engine, timeout_ms: int | None = None) -> Iterator[Session]:
-    """A session in one database transaction: committed on success, rolled back on any error.
+def unit_of_work(engine: Engine, timeout_ms: int | None = None) -> Iterator[Connection]:
+    """One database transaction: committed on success, rolled back on any error.
+
+    A Core connection, not an ORM session: the services map rows themselves, and the
+    session's bookkeeping was measurable on every call.
 
     `timeout_ms` bounds every statement (the remaining call deadline), so an
     abandoned call does not keep working in the database.
     """
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with engine.begin() as connection:
         if timeout_ms is not None:
             budget = max(int(timeout_ms), 1)
-            if budget < session.connection().info.get(_DEFAULT_TIMEOUT_MS, math.inf):
-                session.execute(text(f"SET LOCAL statement_timeout = {budget}"))
-        yield session
+            if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf):
+                connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
+        yield connection
 
 
 def translate(err: exc.SQLAlchemyError) -> errors.DomainError | None:

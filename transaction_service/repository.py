@@ -6,9 +6,20 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, null, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    and_,
+    func,
+    literal,
+    null,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.orm import Session
 from sqlalchemy.types import LargeBinary, Text, Uuid
 
 from transaction_service.domain import Event, NewTransaction, Status, Transaction, TxType
@@ -63,10 +74,16 @@ def _transaction(row: Row[Any]) -> Transaction:
     )
 
 
+def _active(user_id: UUID) -> ColumnElement[bool]:
+    """The user exists and is not disabled: folded into the main query to spare a round trip."""
+    # select the id only: the service's role may read no other column of auth.users
+    return select(users.c.id).where(users.c.id == user_id, users.c.disabled.is_(False)).exists()
+
+
 class TransactionRepository:
     """The only place that knows SQL; every method is one statement."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Connection):
         self._session = session
 
     def insert(self, user_id: UUID, new: NewTransaction, actor: str) -> Transaction | None:
@@ -116,11 +133,18 @@ class TransactionRepository:
         stmt = select(users.c.id).where(users.c.id == user_id, users.c.disabled.is_(False))
         return self._session.execute(stmt).first() is not None
 
-    def get(self, tx_id: UUID, owner: UUID | None, *, lock: bool = False) -> Transaction | None:
-        """One transaction, only if `owner` owns it (None: anyone's); `lock` holds it until commit."""
+    def get(
+        self, tx_id: UUID, owner: UUID | None, *, lock: bool = False, active: UUID | None = None
+    ) -> Transaction | None:
+        """One transaction, only if `owner` owns it (None: anyone's) and the `active` user is.
+
+        `lock` holds the row until commit.
+        """
         stmt = select(transactions).where(_T.id == tx_id)
         if owner is not None:
             stmt = stmt.where(_T.user_id == owner)
+        if active is not None:
+            stmt = stmt.where(_active(active))
         if lock:
             stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: refunds may still reference it
         row = self._session.execute(stmt).first()
@@ -153,9 +177,14 @@ class TransactionRepository:
             .values(refunded_minor=_T.refunded_minor + delta, version=_T.version + 1, updated_at=func.now())
         )
 
-    def page(self, listing: ListFilter, after: Cursor | None, limit: int) -> list[Transaction]:
-        """Newest first by (created_at, id); `after` continues strictly below the last row served."""
-        return [_transaction(row) for row in self._session.execute(page_query(listing, after, limit))]
+    def page(
+        self, listing: ListFilter, after: Cursor | None, limit: int, active: UUID | None = None
+    ) -> list[Transaction]:
+        """Newest first by (created_at, id) below `after`; empty unless the `active` user is."""
+        stmt = page_query(listing, after, limit)
+        if active is not None:
+            stmt = stmt.where(_active(active))
+        return [_transaction(row) for row in self._session.execute(stmt)]
 
     def events(self, tx_id: UUID) -> Sequence[Event]:
         """The audit trail of one transaction, oldest first."""

@@ -17,9 +17,18 @@ from transaction_service.repository import TransactionRepository
 
 
 def _require_active(repo: TransactionRepository, principal: Principal) -> None:
-    """A user's token stops working once the account is disabled or deleted (as at the auth service)."""
+    """A user's token stops working once the account is disabled or deleted (as at the auth service).
+
+    The main queries already require an active caller (`active=`), so this extra look-up runs
+    only when they found nothing, to tell a disabled caller from a missing row.
+    """
     if principal.kind == "user" and not repo.account_active(policy.caller_id(principal)):
         raise _inactive()
+
+
+def _active(principal: Principal) -> UUID | None:
+    """The user whose account must be active for the call (service principals: none)."""
+    return policy.caller_id(principal) if principal.kind == "user" else None
 
 
 def _inactive() -> Unauthenticated:
@@ -38,21 +47,23 @@ class Payments:
         owner = policy.account_owner(principal)
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            _require_active(repo, principal)
-            if new.refund_of is None:
+            if new.refund_of is None:  # the insert itself requires an active owner
                 created = repo.insert(owner, new, principal.subject)
                 return created or self._original(repo, owner, new)
-            return self._create_refund(repo, owner, new, principal.subject)
+            return self._create_refund(repo, principal, owner, new)
 
     @staticmethod
     def _create_refund(
-        repo: TransactionRepository, owner: UUID, new: NewTransaction, actor: str
+        repo: TransactionRepository, principal: Principal, owner: UUID, new: NewTransaction
     ) -> Transaction:
         # Lock the payment first: refunds of one payment queue here, so the
         # remaining amount they check is never stale. Look the key up under
         # the lock, so a concurrent retry finds the original, not "exceeds".
         assert new.refund_of is not None
-        payment = repo.get(new.refund_of, owner, lock=True)
+        actor = principal.subject
+        payment = repo.get(new.refund_of, owner, lock=True, active=owner)
+        if payment is None:
+            _require_active(repo, principal)
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
@@ -82,10 +93,10 @@ class Payments:
         """One transaction the caller may see."""
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            _require_active(repo, principal)
-            tx = repo.get(tx_id, policy.owner_scope(principal))
-        if tx is None:
-            raise NotFound(domain.NOT_FOUND_MESSAGE)
+            tx = repo.get(tx_id, policy.owner_scope(principal), active=_active(principal))
+            if tx is None:
+                _require_active(repo, principal)
+                raise NotFound(domain.NOT_FOUND_MESSAGE)
         return tx
 
     def update_status(
@@ -101,9 +112,9 @@ class Payments:
         policy.authorize_target(principal, target)
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            _require_active(repo, principal)
-            tx = repo.get(tx_id, policy.owner_scope(principal), lock=True)
+            tx = repo.get(tx_id, policy.owner_scope(principal), lock=True, active=_active(principal))
             if tx is None:
+                _require_active(repo, principal)
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
             if not domain.is_change(tx, target, etag):
                 return tx
@@ -116,8 +127,8 @@ class Payments:
         """The audit trail of a transaction the caller may see."""
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            _require_active(repo, principal)
-            if repo.get(tx_id, policy.owner_scope(principal)) is None:
+            if repo.get(tx_id, policy.owner_scope(principal), active=_active(principal)) is None:
+                _require_active(repo, principal)
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
             return repo.events(tx_id)
 
@@ -128,8 +139,9 @@ class Payments:
         cursor = self._tokens.read(page_token, principal.subject, listing) if page_token else None
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            _require_active(repo, principal)
-            rows = repo.page(listing, cursor, size + 1)
+            rows = repo.page(listing, cursor, size + 1, active=_active(principal))
+            if not rows:
+                _require_active(repo, principal)
         if len(rows) <= size:
             return rows, ""
         return rows[:size], self.token_after(principal, listing, rows[size - 1])

@@ -460,6 +460,8 @@ def test_sigterm_under_load_fails_no_call_in_flight_and_refuses_the_rest_cleanly
         failures=sum(r != OK for r in results) + len(written_though_refused) + len(lost),
     )
     assert results == [OK] * len(held)
-    assert set(writer.codes) <= {"OK", "UNAVAILABLE"}
+    # a call that reaches the server in the instant its transport closes is CANCELLED by gRPC
+    # itself (seen under load in CI); like UNAVAILABLE it wrote nothing, checked just below
+    assert set(writer.codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}
     assert written_though_refused == [] and lost == []
     assert exit_code == 0
