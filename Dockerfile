@@ -25,7 +25,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY alembic.ini ./
 COPY migrations ./migrations
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# fewer glibc malloc arenas: the password-hashing threads otherwise keep ~20 MB each (bench/README.md)
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MALLOC_ARENA_MAX=2
 USER 10001:10001
 EXPOSE 50051 50052 9101 9102
 CMD ["python", "-m", "auth_service"]
