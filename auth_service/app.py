@@ -30,14 +30,7 @@ def hasher_for(settings: AuthSettings) -> PasswordHasher:
 
 def build_service(settings: AuthSettings) -> tuple[AuthService, keymod.KeyRing, Engine]:
     """The use cases over a fresh engine (also used by the CLI commands)."""
-    assert settings.database_url is not None
-    engine = db.make_engine(
-        settings.database_url.get_secret_value(),
-        role=settings.database_role,
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        name="auth_service",
-    )
+    engine = db.engine_for(settings, "auth_service")
     keys = keymod.KeyRing(engine, settings)
     return AuthService(engine, settings, hasher_for(settings), keys), keys, engine
 

@@ -12,6 +12,7 @@ import psycopg2.errors
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 
 from payments_common import errors
+from payments_common.config import CommonSettings
 
 # A pooled connection idle for longer than this is pinged before use (a pre-ping only where one
 # can help: a busy pool would pay a round trip per unit of work for nothing). A connection that
@@ -27,6 +28,20 @@ def driver_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
+
+
+def engine_for(settings: CommonSettings, name: str) -> Engine:
+    """The engine a service builds from its settings (`name` shows in pg_stat_activity)."""
+    if settings.database_url is None:
+        raise ValueError("DATABASE_URL is required")
+    return make_engine(
+        settings.database_url.get_secret_value(),
+        role=settings.database_role,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        name=name,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
 
 
 def make_engine(

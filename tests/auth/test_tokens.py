@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 
 import grpc
 import jwt
@@ -15,43 +14,20 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 
 from payments.auth.v1 import auth_pb2
+from tests.forge import b64 as _b64
+from tests.forge import claims_of, current_signing_key
+from tests.forge import sign as _sign
 from tests.helpers import details_of
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @pytest.fixture
 def signing(db_engine):
-    """The auth service's current private key, read as the database owner (as a key thief could)."""
-    with db_engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT kid, private_key_pem, public_jwk FROM auth.signing_keys WHERE retired_at IS NULL")
-        ).one()
-    return row.kid, serialization.load_pem_private_key(row.private_key_pem.encode(), None), row.public_jwk
+    """The auth service's current private key, as a key thief could read it."""
+    return current_signing_key(db_engine)
 
 
 def _claims(caller, **overrides):
-    now = int(time.time())
-    claims = {
-        "iss": "payments-auth",
-        "aud": "payments",
-        "sub": caller.id,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-        "kind": "user",
-        "roles": ["user"],
-        "scope": "",
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _sign(claims, key, kid, alg="EdDSA", **headers):
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "at+jwt", **headers})
+    return claims_of(caller.id, **overrides)
 
 
 def _rejected(auth_stub, token):

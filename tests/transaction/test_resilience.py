@@ -15,23 +15,11 @@ from sqlalchemy.engine import make_url
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
 from tests.conftest import tx_settings
-from tests.helpers import Caller
+from tests.helpers import Caller, wait_until, waiting_on_locks
 from tests.transaction.conftest import CANCELLED, PENDING, payment_request
 from tests.transaction.proxy import CuttableProxy, upstream_of
 
 SERVICE = "payments.transaction.v1.TransactionService"
-
-
-def waiting_backends(db_engine: Engine) -> int:
-    with db_engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = 'transaction_service' AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
 
 
 def test_a_deadline_that_passes_while_waiting_cancels_the_database_work(
@@ -45,9 +33,9 @@ def test_a_deadline_that_passes_while_waiting_cancels_the_database_work(
             tx_stub.UpdateTransactionStatus(request, metadata=alice.md, timeout=0.5)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 2
-        while waiting_backends(db_engine) and time.monotonic() < deadline:
+        while waiting_on_locks(db_engine) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert waiting_backends(db_engine) == 0  # the statement was cancelled, not left waiting
+        assert waiting_on_locks(db_engine) == 0  # the statement was cancelled, not left waiting
         blocker.rollback()
     after = tx_stub.GetTransaction(pb.GetTransactionRequest(id=tx.id), metadata=alice.md).transaction
     assert after.status == PENDING and after.etag == tx.etag
@@ -73,15 +61,6 @@ def proxied_server(database_url: str, auth_address: str) -> Iterator[tuple[Cutta
     proxy.close()
 
 
-def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_database_outage_is_unavailable_and_the_service_recovers_on_its_own(
     proxied_server: tuple[CuttableProxy, str], alice: Caller
 ) -> None:
@@ -99,8 +78,8 @@ def test_a_database_outage_is_unavailable_and_the_service_recovers_on_its_own(
         with pytest.raises(grpc.RpcError) as caught:
             stub.CreateTransaction(payment_request(), metadata=alice.md, timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert wait_for(lambda: not serving())
+        assert wait_until(lambda: not serving())
         proxy.restore()
-        assert wait_for(serving)
+        assert wait_until(serving)
         created = stub.CreateTransaction(payment_request(), metadata=alice.md, timeout=5).transaction
         assert created.user_id == alice.id
