@@ -16,13 +16,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
@@ -228,6 +229,29 @@ def service_process(database_url: str, auth_address: str) -> Iterator[Callable[.
 # the transaction tests' fixtures, shared here
 create = transaction_fixtures.create
 settle = transaction_fixtures.settle
+
+
+def cancels_stuck_behind_row_locks(
+    blocker: Connection, pool: Executor, stub: Any, owner: Caller, held: list[Any], timeout: float
+) -> list[Future[grpc.StatusCode]]:
+    """Lock `held` rows in `blocker`'s open transaction, then start one CANCELLED update per row.
+
+    Each update occupies a server thread and a pooled connection until `blocker` rolls back.
+    """
+    blocker.execute(
+        text("SELECT 1 FROM payments.transactions WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"),
+        {"ids": [t.id for t in held]},
+    )
+    request = pb.UpdateTransactionStatusRequest
+    return [
+        pool.submit(
+            code_of,
+            lambda t=t: stub.UpdateTransactionStatus(
+                request(id=t.id, status=pb.TRANSACTION_STATUS_CANCELLED), metadata=owner.md, timeout=timeout
+            ),
+        )
+        for t in held
+    ]
 
 
 def stub_for(channel: grpc.Channel) -> Any:

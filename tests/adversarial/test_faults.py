@@ -31,6 +31,7 @@ from tests.adversarial.conftest import (
     BUG_CODES,
     ServiceProcess,
     assert_money_invariants,
+    cancels_stuck_behind_row_locks,
     code_of,
     every_rpc,
     record,
@@ -38,7 +39,7 @@ from tests.adversarial.conftest import (
 )
 from tests.conftest import auth_settings, migrate, tx_settings
 from tests.helpers import Caller, wait_until, waiting_on_locks
-from tests.transaction.conftest import CANCELLED, payment_request
+from tests.transaction.conftest import payment_request
 
 pytestmark = pytest.mark.slow
 OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
@@ -283,22 +284,8 @@ def test_an_exhausted_pool_answers_unavailable_after_a_bounded_wait_and_never_ha
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel, db_engine.connect() as blocker:
             stub = stub_for(channel)
-            blocker.execute(
-                text("SELECT 1 FROM payments.transactions WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"),
-                {"ids": [t.id for t in held]},
-            )
             with ThreadPoolExecutor(max_workers=12) as pool:
-                stuck = [
-                    pool.submit(
-                        code_of,
-                        lambda t=t: stub.UpdateTransactionStatus(
-                            pb.UpdateTransactionStatusRequest(id=t.id, status=CANCELLED),
-                            metadata=owner.md,
-                            timeout=20,
-                        ),
-                    )
-                    for t in held
-                ]
+                stuck = cancels_stuck_behind_row_locks(blocker, pool, stub, owner, held, 20)
                 assert wait_until(lambda: waiting_on_locks(db_engine) == 2)  # both pooled connections busy
 
                 def starved() -> grpc.StatusCode:
@@ -390,22 +377,8 @@ def test_sigterm_under_load_fails_no_call_in_flight_and_refuses_the_rest_cleanly
     with grpc.insecure_channel(service.address) as channel, db_engine.connect() as blocker:
         stub = stub_for(channel)
         writer = Writer(stub, owner)
-        blocker.execute(
-            text("SELECT 1 FROM payments.transactions WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"),
-            {"ids": [t.id for t in held]},
-        )
         with ThreadPoolExecutor(max_workers=10) as pool:
-            in_flight = [
-                pool.submit(
-                    code_of,
-                    lambda t=t: stub.UpdateTransactionStatus(
-                        pb.UpdateTransactionStatusRequest(id=t.id, status=CANCELLED),
-                        metadata=owner.md,
-                        timeout=30,
-                    ),
-                )
-                for t in held
-            ]
+            in_flight = cancels_stuck_behind_row_locks(blocker, pool, stub, owner, held, 30)
             background = [pool.submit(writer.run) for _ in range(3)]
             assert wait_until(lambda: waiting_on_locks(db_engine) >= len(held))
             service.signal(signal.SIGTERM)

@@ -14,9 +14,16 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments_common.server import RunningServer
-from tests.adversarial.conftest import code_of, every_rpc, record, snapshot, stub_for
+from tests.adversarial.conftest import (
+    cancels_stuck_behind_row_locks,
+    code_of,
+    every_rpc,
+    record,
+    snapshot,
+    stub_for,
+)
 from tests.conftest import tx_settings
-from tests.helpers import Caller
+from tests.helpers import Caller, wait_until, waiting_on_locks
 from tests.transaction.conftest import CANCELLED, payment_request
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -191,34 +198,10 @@ def test_a_flood_beyond_the_concurrency_limit_is_refused_at_once_while_admitted_
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel, db_engine.connect() as blocker:
             stub = stub_for(channel)
-            blocker.execute(
-                text("SELECT 1 FROM payments.transactions WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE"),
-                {"ids": [t.id for t in held]},
-            )
             with ThreadPoolExecutor(max_workers=48) as pool:
-                admitted = [
-                    pool.submit(
-                        code_of,
-                        lambda t=t: stub.UpdateTransactionStatus(
-                            pb.UpdateTransactionStatusRequest(id=t.id, status=CANCELLED),
-                            metadata=owner.md,
-                            timeout=20,
-                        ),
-                    )
-                    for t in held
-                ]
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:  # the four admitted calls wait on their row locks
-                    with db_engine.connect() as conn:
-                        waiting = conn.execute(
-                            text(
-                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                " AND application_name = 'transaction_service' AND wait_event_type = 'Lock'"
-                            )
-                        ).scalar_one()
-                    if waiting >= 4:
-                        break
-                    time.sleep(0.05)
+                admitted = cancels_stuck_behind_row_locks(blocker, pool, stub, owner, held, 20)
+                # the four admitted calls wait on their row locks
+                wait_until(lambda: waiting_on_locks(db_engine) >= 4)
 
                 def flood(i: int) -> grpc.StatusCode:
                     started = time.monotonic()
