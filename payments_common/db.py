@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import psycopg2.errors
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
@@ -111,6 +112,62 @@ def unit_of_work(engine: Engine, timeout_ms: int | None = None) -> Iterator[Conn
             if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf):
                 connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
         yield connection
+
+
+@contextmanager
+def autocommit(engine: Engine, timeout_ms: int | None = None) -> Iterator[Connection]:
+    """For a use case whose only write is one statement: every statement commits by itself.
+
+    A single statement is atomic on its own, so this spares the BEGIN and COMMIT round trips of
+    `unit_of_work` (reads that follow see a fresh snapshot, as they would in READ COMMITTED).
+    A call whose budget is shorter than the default statement timeout runs in a transaction
+    after all, because `SET LOCAL statement_timeout` needs one.
+    """
+    with engine.connect() as connection:
+        if timeout_ms is not None:
+            budget = max(int(timeout_ms), 1)
+            if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf):
+                with connection.begin():
+                    connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
+                    yield connection
+                return
+        # the driver's autocommit flag, set and cleared by hand: SQLAlchemy's isolation_level
+        # option resets it at check-in with a call that raises when the server has gone away
+        driver = connection.connection.dbapi_connection
+        assert driver is not None
+        try:
+            driver.autocommit = True
+        except psycopg2.Error as err:  # closed under us: like any lost connection, UNAVAILABLE
+            connection.invalidate()
+            raise exc.OperationalError("autocommit", None, err, connection_invalidated=True) from err
+        try:
+            yield connection
+        finally:
+            with contextlib.suppress(psycopg2.Error):  # a broken connection is invalidated anyway
+                driver.autocommit = False
+
+
+def fetch(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run SQL text compiled ahead of time on the driver's cursor; the rows as plain tuples.
+
+    The hot path of the services: no statement building, compiling or result wrapping. A failure
+    is raised as SQLAlchemy would raise it (a `DBAPIError` subclass carrying the driver error,
+    which `translate` maps), and a lost connection is invalidated so the pool replaces it.
+    """
+    driver = connection.connection
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except psycopg2.Error as err:
+        lost = connection.dialect.is_disconnect(cast(Any, err), driver.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(err)
+        raise exc.DBAPIError.instance(
+            sql, dict(params), err, psycopg2.Error, connection_invalidated=lost, dialect=connection.dialect
+        ) from err
+    finally:
+        cursor.close()
 
 
 def translate(err: exc.SQLAlchemyError) -> errors.DomainError | None:

@@ -28,7 +28,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, service: str) -> None:
-    """Send JSON lines to stderr at `level`, tagged with the service name."""
+    """Send JSON lines to stderr at `level`, tagged with the service name.
+
+    The lines never show the caller's file and line, thread or process, so the logging module is
+    told not to collect them (the "Optimization" switches of the logging HOWTO): finding the
+    caller's frame alone was a measurable share of every RPC's access-log line.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     old_factory = logging.getLogRecordFactory()

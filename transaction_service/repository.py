@@ -1,32 +1,45 @@
-"""Reads and writes of payments.* inside one unit of work; rows come back as domain objects."""
+"""Reads and writes of payments.* inside one unit of work; rows come back as domain objects.
+
+Every statement is written with SQLAlchemy Core against `models`, with named bind parameters,
+and compiled to SQL text **once** (per shape, for the optional filters). On the hot path a call
+only sends that text with its parameters (`payments_common.db.fetch`): building, cache-keying and
+compiling a Core statement on every call was the largest cost per RPC in the profile
+(bench/README.md). psycopg2 returns UUIDs, JSONB and timestamps natively.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
-    Row,
-    Select,
     and_,
+    bindparam,
+    cast,
     func,
-    literal,
+    literal_column,
     null,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.types import LargeBinary, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB, insert, psycopg2
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.types import DateTime, Integer, LargeBinary, Text, Uuid
 
-from transaction_service.domain import Event, NewTransaction, Status, Transaction, TxType
+from payments_common.db import fetch
+from transaction_service.domain import RELEASING, Event, NewTransaction, Status, Transaction, TxType
 from transaction_service.models import events, transactions, users
 from transaction_service.pagination import Cursor, ListFilter
 
 _T = transactions.c
+_E = events.c
 _EVENT_COLUMNS = ["transaction_id", "old_status", "new_status", "actor", "reason"]
 # rows are unpacked by position (a hot path: a page builds 50 of them); the order is checked here
 _ROW_ORDER = [
@@ -49,10 +62,24 @@ _ROW_ORDER = [
 assert [c.name for c in transactions.c] == _ROW_ORDER, "update _transaction with the columns"
 _TYPES = {t.value: t for t in TxType}
 _STATUSES = {s.value: s for s in Status}
+_ONE: ColumnElement[int] = literal_column("1", Integer)
+_DIALECT = psycopg2.dialect()  # type: ignore[no-untyped-call]
 
 
-def _transaction(row: Row[Any]) -> Transaction:
-    values: tuple[Any, ...] = tuple(row)
+def _sql(stmt: ClauseElement) -> str:
+    """The SQL text psycopg2 receives for `stmt` (pyformat parameters named like the bindparams)."""
+    compiled = stmt.compile(dialect=_DIALECT)
+    constants = sorted(name for name, value in compiled.params.items() if value is not None)
+    assert not constants, f"write constants with literal_column, not as parameters: {constants}"
+    return str(compiled)
+
+
+def _param(name: str, type_: Any) -> ColumnElement[Any]:
+    """A typed parameter: an explicit CAST, so PostgreSQL never has to guess it from context."""
+    return cast(bindparam(name), type_)
+
+
+def _transaction(values: Sequence[Any]) -> Transaction:
     tx_id, user_id, type_, status, amount, currency, description, metadata, key, fingerprint = values[:10]
     refund_of, refunded, version, created_at, updated_at = values[10:]
     return Transaction(
@@ -74,10 +101,187 @@ def _transaction(row: Row[Any]) -> Transaction:
     )
 
 
-def _active(user_id: UUID) -> ColumnElement[bool]:
-    """The user exists and is not disabled: folded into the main query to spare a round trip."""
+def _active() -> ColumnElement[bool]:
+    """The `active` user exists and is not disabled: folded into the main query to spare a round trip."""
     # select the id only: the service's role may read no other column of auth.users
-    return select(users.c.id).where(users.c.id == user_id, users.c.disabled.is_(False)).exists()
+    return (
+        select(users.c.id).where(users.c.id == _param("active", Uuid), users.c.disabled.is_(False)).exists()
+    )
+
+
+def _insert_sql() -> str:
+    """INSERT ... SELECT from the active owner ... ON CONFLICT DO NOTHING RETURNING, plus its event."""
+    values = {
+        "user_id": _param("user_id", Uuid),
+        "type": _param("type", Text),
+        "amount_minor": _param("amount_minor", BigInteger),
+        "currency": _param("currency", Text),
+        "description": _param("description", Text),
+        "metadata": _param("metadata", JSONB),
+        "idempotency_key": _param("idempotency_key", Text),
+        "request_fingerprint": _param("request_fingerprint", LargeBinary),
+        "refund_of": _param("refund_of", Uuid),
+    }
+    source = select(*(v.label(k) for k, v in values.items())).where(
+        users.c.id == _param("user_id", Uuid), users.c.disabled.is_(False)
+    )
+    created = (
+        insert(transactions)
+        .from_select(list(values), source)
+        .on_conflict_do_nothing(constraint="transactions_user_idempotency_key")
+        .returning(*transactions.c)
+        .cte("created")
+    )
+    event_source = select(
+        created.c.id,
+        null(),
+        literal_column(f"'{Status.PENDING.value}'"),
+        _param("actor", Text),
+        literal_column("''"),
+    )
+    creation_event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("creation_event")
+    return _sql(select(created).add_cte(creation_event))
+
+
+def _set_status_sql() -> str:
+    """Change the status of a row still in `old` and append the event, in one statement."""
+    changed = (
+        update(transactions)
+        .where(_T.id == _param("id", Uuid), _T.status == _param("old", Text))
+        .values(status=_param("target", Text), version=_T.version + _ONE, updated_at=func.now())
+        .returning(*transactions.c)
+        .cte("changed")
+    )
+    event_source = select(
+        changed.c.id, _param("old", Text), changed.c.status, _param("actor", Text), _param("reason", Text)
+    )
+    event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("status_event")
+    return _sql(select(changed).add_cte(event))
+
+
+@functools.cache
+def _settle_sql(owned: bool, active: bool, etag: bool) -> str:
+    """Compare-and-set: a PENDING row (at version `etag`) becomes `target`, with its event and, for a
+    refund that fails or is cancelled, the amount given back to its payment; all in one statement.
+
+    Row locks are taken in the same order as on the locked path: the transaction, then its payment.
+    """
+    conditions = [_T.id == _param("id", Uuid), _T.status == literal_column(f"'{Status.PENDING.value}'")]
+    if owned:
+        conditions.append(_T.user_id == _param("owner", Uuid))
+    if active:
+        conditions.append(_active())
+    if etag:
+        conditions.append(
+            _T.version == _param("etag", BigInteger)
+        )  # an etag may exceed int4: no match, not an error
+    changed = (
+        update(transactions)
+        .where(*conditions)
+        .values(status=_param("target", Text), version=_T.version + _ONE, updated_at=func.now())
+        .returning(*transactions.c)
+        .cte("changed")
+    )
+    event_source = select(
+        changed.c.id,
+        literal_column(f"'{Status.PENDING.value}'"),
+        changed.c.status,
+        _param("actor", Text),
+        _param("reason", Text),
+    )
+    event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("status_event")
+    released = (
+        update(transactions)
+        .where(
+            _T.id == changed.c.refund_of,
+            changed.c.type == literal_column(f"'{TxType.REFUND.value}'"),
+            changed.c.status.in_([literal_column(f"'{s.value}'") for s in sorted(RELEASING)]),
+        )
+        .values(
+            refunded_minor=_T.refunded_minor - changed.c.amount_minor,
+            version=_T.version + _ONE,
+            updated_at=func.now(),
+        )
+        .cte("released")
+    )
+    return _sql(select(changed).add_cte(event, released))
+
+
+_INSERT = _insert_sql()
+_SET_STATUS = _set_status_sql()
+_BY_KEY = _sql(
+    select(transactions).where(_T.user_id == _param("owner", Uuid), _T.idempotency_key == _param("key", Text))
+)
+_ACCOUNT_ACTIVE = _sql(select(_active()))
+_ADD_REFUNDED = _sql(
+    update(transactions)
+    .where(_T.id == _param("id", Uuid))
+    .values(
+        refunded_minor=_T.refunded_minor + _param("delta", BigInteger),
+        version=_T.version + _ONE,
+        updated_at=func.now(),
+    )
+)
+_EVENTS = _sql(select(events).where(_E.transaction_id == _param("id", Uuid)).order_by(_E.created_at, _E.id))
+
+
+@functools.cache
+def _get_sql(owned: bool, active: bool, lock: bool) -> str:
+    stmt = select(transactions).where(_T.id == _param("id", Uuid))
+    if owned:
+        stmt = stmt.where(_T.user_id == _param("owner", Uuid))
+    if active:
+        stmt = stmt.where(_active())
+    if lock:
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: refunds may still reference it
+    return _sql(stmt)
+
+
+@functools.cache
+def _page_sql(filters: frozenset[str], after: bool, active: bool) -> str:
+    """The keyset query of one page; an index on (user_id[, status], created_at, id) serves it unsorted."""
+    conditions: list[ColumnElement[bool]] = [_T.user_id == _param("owner", Uuid)]
+    if "status" in filters:
+        conditions.append(_T.status == _param("status", Text))
+    if "type" in filters:
+        conditions.append(_T.type == _param("type", Text))
+    if "currency" in filters:
+        conditions.append(_T.currency == _param("currency", Text))
+    if "created_from" in filters:
+        conditions.append(_T.created_at >= _param("created_from", DateTime(timezone=True)))
+    if "created_to" in filters:
+        conditions.append(_T.created_at < _param("created_to", DateTime(timezone=True)))
+    if after:
+        cursor = tuple_(_param("after_at", DateTime(timezone=True)), _param("after_id", Uuid))
+        conditions.append(tuple_(_T.created_at, _T.id) < cursor)
+    if active:
+        conditions.append(_active())
+    stmt = (
+        select(transactions)
+        .where(and_(*conditions))
+        .order_by(_T.created_at.desc(), _T.id.desc())
+        .limit(bindparam("limit"))
+    )
+    return _sql(stmt)
+
+
+def page_query(
+    listing: ListFilter, after: Cursor | None, limit: int, active: UUID | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The SQL text and parameters of one page (newest first, below `after`)."""
+    optional: Mapping[str, Any] = {
+        "status": listing.status.value if listing.status is not None else None,
+        "type": listing.type.value if listing.type is not None else None,
+        "currency": listing.currency,
+        "created_from": listing.created_from,
+        "created_to": listing.created_to,
+    }
+    params = {k: v for k, v in optional.items() if v is not None}
+    sql = _page_sql(frozenset(params), after is not None, active is not None)
+    params.update(owner=listing.owner, limit=limit, active=active)
+    if after is not None:
+        params.update(after_at=after.created_at, after_id=after.id)
+    return sql, params
 
 
 class TransactionRepository:
@@ -86,6 +290,13 @@ class TransactionRepository:
     def __init__(self, session: Connection):
         self._session = session
 
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return fetch(self._session, sql, params)
+
+    def _one(self, sql: str, params: dict[str, Any]) -> Transaction | None:
+        rows = fetch(self._session, sql, params)
+        return _transaction(rows[0]) if rows else None
+
     def insert(self, user_id: UUID, new: NewTransaction, actor: str) -> Transaction | None:
         """Insert a PENDING transaction and its creation event in one statement.
 
@@ -93,45 +304,27 @@ class TransactionRepository:
         NOTHING waits for a concurrent insert of the same key to settle) or when
         the user is unknown or disabled (the row source is empty).
         """
-        values = {
-            "user_id": literal(user_id, Uuid),
-            "type": literal(new.type.value, Text),
-            "amount_minor": literal(new.amount_minor),
-            "currency": literal(new.currency, Text),
-            "description": literal(new.description, Text),
-            "metadata": literal(dict(new.metadata), JSONB),
-            "idempotency_key": literal(new.idempotency_key, Text),
-            "request_fingerprint": literal(new.fingerprint(), LargeBinary),
-            "refund_of": literal(new.refund_of, Uuid),
+        params = {
+            "user_id": user_id,
+            "type": new.type.value,
+            "amount_minor": new.amount_minor,
+            "currency": new.currency,
+            "description": new.description,
+            "metadata": json.dumps(dict(new.metadata)),
+            "idempotency_key": new.idempotency_key,
+            "request_fingerprint": new.fingerprint(),
+            "refund_of": new.refund_of,
+            "actor": actor,
         }
-        source = select(*(v.label(k) for k, v in values.items())).where(
-            users.c.id == user_id, users.c.disabled.is_(False)
-        )
-        created = (
-            insert(transactions)
-            .from_select(list(values), source)
-            .on_conflict_do_nothing(constraint="transactions_user_idempotency_key")
-            .returning(*transactions.c)
-            .cte("created")
-        )
-        event_source = select(
-            created.c.id, null(), literal(Status.PENDING.value, Text), literal(actor, Text), literal("", Text)
-        )
-        creation_event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("creation_event")
-        row = self._session.execute(select(created).add_cte(creation_event)).first()
-        return _transaction(row) if row else None
+        return self._one(_INSERT, params)
 
     def by_key(self, user_id: UUID, key: str) -> Transaction | None:
         """The caller's transaction created with `key`, if any."""
-        row = self._session.execute(
-            select(transactions).where(_T.user_id == user_id, _T.idempotency_key == key)
-        ).first()
-        return _transaction(row) if row else None
+        return self._one(_BY_KEY, {"owner": user_id, "key": key})
 
     def account_active(self, user_id: UUID) -> bool:
         """True when the user exists and is not disabled (only id and disabled are readable)."""
-        stmt = select(users.c.id).where(users.c.id == user_id, users.c.disabled.is_(False))
-        return self._session.execute(stmt).first() is not None
+        return bool(self._rows(_ACCOUNT_ACTIVE, {"active": user_id})[0][0])
 
     def get(
         self, tx_id: UUID, owner: UUID | None, *, lock: bool = False, active: UUID | None = None
@@ -140,88 +333,74 @@ class TransactionRepository:
 
         `lock` holds the row until commit.
         """
-        stmt = select(transactions).where(_T.id == tx_id)
-        if owner is not None:
-            stmt = stmt.where(_T.user_id == owner)
-        if active is not None:
-            stmt = stmt.where(_active(active))
-        if lock:
-            stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: refunds may still reference it
-        row = self._session.execute(stmt).first()
-        return _transaction(row) if row else None
+        sql = _get_sql(owner is not None, active is not None, lock)
+        return self._one(sql, {"id": tx_id, "owner": owner, "active": active})
+
+    def settle_pending(
+        self,
+        tx_id: UUID,
+        target: Status,
+        *,
+        owner: UUID | None,
+        active: UUID | None,
+        etag: int | None,
+        actor: str,
+        reason: str,
+    ) -> Transaction | None:
+        """Change a PENDING transaction (at version `etag`, if given) in one statement, or None.
+
+        None means nothing matched: the row is missing, not the caller's, no longer PENDING,
+        at another version, or the caller is inactive; the locked path then finds out which.
+        """
+        sql = _settle_sql(owner is not None, active is not None, etag is not None)
+        params = {
+            "id": tx_id,
+            "owner": owner,
+            "active": active,
+            "etag": etag,
+            "target": target.value,
+            "actor": actor,
+            "reason": reason,
+        }
+        return self._one(sql, params)
 
     def set_status(self, tx: Transaction, target: Status, actor: str, reason: str) -> Transaction:
         """Apply a decided change to a locked row and append its event, in one statement."""
-        changed = (
-            update(transactions)
-            .where(_T.id == tx.id, _T.status == tx.status.value)
-            .values(status=target.value, version=_T.version + 1, updated_at=func.now())
-            .returning(*transactions.c)
-            .cte("changed")
-        )
-        event_source = select(
-            changed.c.id,
-            literal(tx.status.value, Text),
-            changed.c.status,
-            literal(actor, Text),
-            literal(reason, Text),
-        )
-        event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("status_event")
-        return _transaction(self._session.execute(select(changed).add_cte(event)).one())
+        params = {
+            "id": tx.id,
+            "old": tx.status.value,
+            "target": target.value,
+            "actor": actor,
+            "reason": reason,
+        }
+        changed = self._one(_SET_STATUS, params)
+        assert changed is not None, "set_status needs the row locked in its old status"
+        return changed
 
     def add_refunded(self, payment_id: UUID, delta: int) -> None:
         """Move a payment's refunded sum; the table's CHECK keeps it within 0..amount."""
-        self._session.execute(
-            update(transactions)
-            .where(_T.id == payment_id)
-            .values(refunded_minor=_T.refunded_minor + delta, version=_T.version + 1, updated_at=func.now())
-        )
+        self._rows(_ADD_REFUNDED, {"id": payment_id, "delta": delta})
 
     def page(
         self, listing: ListFilter, after: Cursor | None, limit: int, active: UUID | None = None
     ) -> list[Transaction]:
         """Newest first by (created_at, id) below `after`; empty unless the `active` user is."""
-        stmt = page_query(listing, after, limit)
-        if active is not None:
-            stmt = stmt.where(_active(active))
-        return [_transaction(row) for row in self._session.execute(stmt)]
+        sql, params = page_query(listing, after, limit, active)
+        return [_transaction(row) for row in self._rows(sql, params)]
 
     def events(self, tx_id: UUID) -> Sequence[Event]:
         """The audit trail of one transaction, oldest first."""
-        e = events.c
-        stmt = select(events).where(e.transaction_id == tx_id).order_by(e.created_at, e.id)
         return [
             Event(
-                id=r.id,
-                transaction_id=r.transaction_id,
-                old_status=Status(r.old_status) if r.old_status else None,
-                new_status=Status(r.new_status),
-                actor=r.actor,
-                reason=r.reason,
-                created_at=r.created_at,
+                id=event_id,
+                transaction_id=transaction_id,
+                old_status=_STATUSES[old] if old else None,
+                new_status=_STATUSES[new],
+                actor=actor,
+                reason=reason,
+                created_at=created_at,
             )
-            for r in self._session.execute(stmt)
+            for event_id, transaction_id, old, new, actor, reason, created_at in self._rows(
+                _EVENTS, {"id": tx_id}
+            )
         ]
-
-
-def page_query(listing: ListFilter, after: Cursor | None, limit: int) -> Select[Any]:
-    """The keyset query of one page; an index on (user_id[, status], created_at, id) serves it unsorted."""
-    conditions: list[ColumnElement[bool]] = [_T.user_id == listing.owner]
-    if listing.status is not None:
-        conditions.append(_T.status == listing.status.value)
-    if listing.type is not None:
-        conditions.append(_T.type == listing.type.value)
-    if listing.currency is not None:
-        conditions.append(_T.currency == listing.currency)
-    if listing.created_from is not None:
-        conditions.append(_T.created_at >= listing.created_from)
-    if listing.created_to is not None:
-        conditions.append(_T.created_at < listing.created_to)
-    if after is not None:
-        conditions.append(tuple_(_T.created_at, _T.id) < tuple_(after.created_at, after.id))
-    return (
-        select(transactions)
-        .where(and_(*conditions))
-        .order_by(_T.created_at.desc(), _T.id.desc())
-        .limit(limit)
-    )

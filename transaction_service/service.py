@@ -7,7 +7,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
-from payments_common.db import unit_of_work
+from payments_common.db import autocommit, unit_of_work
 from payments_common.errors import Aborted, NotFound, Unauthenticated
 from payments_common.tokens import Principal
 from transaction_service import domain, policy
@@ -45,12 +45,13 @@ class Payments:
     def create(self, principal: Principal, new: NewTransaction, timeout_ms: int) -> Transaction:
         """Record a PENDING payment or refund, or return the original on an idempotent retry."""
         owner = policy.account_owner(principal)
-        with unit_of_work(self._engine, timeout_ms) as session:
-            repo = TransactionRepository(session)
-            if new.refund_of is None:  # the insert itself requires an active owner
+        if new.refund_of is None:  # one statement, which itself requires an active owner
+            with autocommit(self._engine, timeout_ms) as session:
+                repo = TransactionRepository(session)
                 created = repo.insert(owner, new, principal.subject)
                 return created or self._original(repo, owner, new)
-            return self._create_refund(repo, principal, owner, new)
+        with unit_of_work(self._engine, timeout_ms) as session:
+            return self._create_refund(TransactionRepository(session), principal, owner, new)
 
     @staticmethod
     def _create_refund(
@@ -91,7 +92,7 @@ class Payments:
 
     def get(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Transaction:
         """One transaction the caller may see."""
-        with unit_of_work(self._engine, timeout_ms) as session:
+        with autocommit(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
             tx = repo.get(tx_id, policy.owner_scope(principal), active=_active(principal))
             if tx is None:
@@ -108,11 +109,31 @@ class Payments:
         reason: str,
         timeout_ms: int,
     ) -> Transaction:
-        """Move a transaction along the status machine; the row lock makes one of N racers win."""
+        """Move a transaction along the status machine; one of N racers wins.
+
+        The common case, a PENDING transaction settled or cancelled, is one compare-and-set
+        statement. When it matches nothing, the row is read under a lock to give the exact answer
+        (a repeat of the current status is OK, then ETAG_MISMATCH, INVALID_STATUS_TRANSITION or
+        NOT_FOUND), exactly as if the compare-and-set had not been tried.
+        """
         policy.authorize_target(principal, target)
+        owner, active = policy.owner_scope(principal), _active(principal)
+        if target in domain.FINAL:
+            with autocommit(self._engine, timeout_ms) as session:
+                changed = TransactionRepository(session).settle_pending(
+                    tx_id,
+                    target,
+                    owner=owner,
+                    active=active,
+                    etag=etag,
+                    actor=principal.subject,
+                    reason=reason,
+                )
+            if changed is not None:
+                return changed
         with unit_of_work(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
-            tx = repo.get(tx_id, policy.owner_scope(principal), lock=True, active=_active(principal))
+            tx = repo.get(tx_id, owner, lock=True, active=active)
             if tx is None:
                 _require_active(repo, principal)
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
@@ -125,7 +146,7 @@ class Payments:
 
     def events(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Sequence[Event]:
         """The audit trail of a transaction the caller may see."""
-        with unit_of_work(self._engine, timeout_ms) as session:
+        with autocommit(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
             if repo.get(tx_id, policy.owner_scope(principal), active=_active(principal)) is None:
                 _require_active(repo, principal)
@@ -137,7 +158,7 @@ class Payments:
     ) -> tuple[list[Transaction], str]:
         """One page, newest first, and the token of the next page ("" when it was the last)."""
         cursor = self._tokens.read(page_token, principal.subject, listing) if page_token else None
-        with unit_of_work(self._engine, timeout_ms) as session:
+        with autocommit(self._engine, timeout_ms) as session:
             repo = TransactionRepository(session)
             rows = repo.page(listing, cursor, size + 1, active=_active(principal))
             if not rows:
