@@ -20,7 +20,7 @@ from auth_service.models import refresh_tokens, service_principals, users
 from auth_service.passwords import PasswordHasher
 from auth_service.throttle import Throttle
 from payments_common.config import AuthSettings
-from payments_common.db import unit_of_work
+from payments_common.db import autocommit, unit_of_work
 from payments_common.errors import AlreadyExists, PermissionDenied, Unauthenticated
 from payments_common.tokens import Principal
 
@@ -105,7 +105,7 @@ class AuthService:
         normalised = validation.normalise_email(email)
         keys = self._throttle.limits(normalised, peer)
         account_key = f"account:{normalised}"
-        with unit_of_work(self._engine) as session:  # throttle check and lookup: one transaction
+        with autocommit(self._engine) as session:  # two reads, no transaction round trips
             counted = self._throttle.check(keys, session)
             user = session.execute(
                 select(users.c.id, users.c.password_hash, users.c.roles, users.c.disabled).where(
@@ -117,8 +117,11 @@ class AuthService:
             LOGIN_FAILURES.labels("user").inc()
             self._throttle.record_failure(keys)
             raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
-        with unit_of_work(self._engine) as session:  # counter reset, rehash and refresh token together
-            if account_key in counted:  # no DELETE round trip when there is nothing to forget
+        reset = account_key in counted  # no DELETE round trip when there is nothing to forget
+        # counter reset, rehash and refresh token together; the token alone is one statement
+        scope = unit_of_work if reset or new_hash else autocommit
+        with scope(self._engine) as session:
+            if reset:
                 self._throttle.reset(account_key, session)
             if new_hash:
                 session.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))

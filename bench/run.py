@@ -182,23 +182,35 @@ class Bench:
         print(f"setup: {time.perf_counter() - started:.1f}s", flush=True)
 
     def main_run(self) -> None:
+        """Every workload at every level. Each service point is paired with its baseline measured
+        just before it (echo; raw verify for Login), so a ratio never spans a drift of the machine."""
         workloads: dict[str, Any] = {}
-        for workload in ["echo", *SERVICE_WORKLOADS, "password_verify", "pg_insert"]:
-            levels = {}
-            for concurrency in self.mode.levels:
-                levels[str(concurrency)] = self.point(workload, concurrency)
+
+        def record(workload: str, levels: dict[str, Any]) -> None:
             workloads[workload] = {
                 "kind": "baseline" if workload in BASELINES else "service",
                 "service": SERVICE_OF[workload],
                 "levels": levels,
             }
+
+        record("echo", {str(c): self.point("echo", c) for c in self.mode.levels})
+        verify: dict[str, Any] = {}
         for workload in SERVICE_WORKLOADS:
-            for level, result in workloads[workload]["levels"].items():
-                echo = workloads["echo"]["levels"][level].get("rate") or 0
-                result["ratio_to_echo"] = round(result["rate"] / echo, 3) if echo else None
-        for level, result in workloads["login"]["levels"].items():
-            raw = workloads["password_verify"]["levels"][level].get("rate") or 0
-            result["ratio_to_password_verify"] = round(result["rate"] / raw, 3) if raw else None
+            levels = {}
+            for concurrency in self.mode.levels:
+                if workload == "login":
+                    base = verify[str(concurrency)] = self.point("password_verify", concurrency)
+                    key = "ratio_to_password_verify"
+                else:
+                    base = self.point("echo", concurrency)
+                    key = "ratio_to_echo"
+                result = self.point(workload, concurrency)
+                result["paired_baseline_rate"] = base.get("rate")
+                result[key] = round(result["rate"] / base["rate"], 3) if base.get("rate") else None
+                levels[str(concurrency)] = result
+            record(workload, levels)
+        record("password_verify", verify)
+        record("pg_insert", {str(c): self.point("pg_insert", c) for c in self.mode.levels})
         self.results["workloads"] = workloads
 
     def history_run(self) -> None:

@@ -56,6 +56,22 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+class _Observer:
+    """The metric series of one method, looked up once instead of on every call."""
+
+    def __init__(self, method: str):
+        self.in_flight = metrics.IN_FLIGHT.labels(method)
+        self.latency = metrics.LATENCY.labels(method)
+        self._method = method
+        self._handled: dict[str, Any] = {}
+
+    def handled(self, code: str) -> Any:
+        counter = self._handled.get(code)
+        if counter is None:
+            counter = self._handled[code] = metrics.RPCS.labels(self._method, code)
+        return counter
+
+
 class ServiceInterceptor(_Interceptor):
     """Wraps every unary handler of the service with auth, error mapping and an access log line."""
 
@@ -79,8 +95,10 @@ class ServiceInterceptor(_Interceptor):
         authenticate = self._verifier is not None and method not in self._public
         inner = handler.unary_unary
 
+        observe = _Observer(method)
+
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            return self._handle(inner, request, context, method, authenticate)
+            return self._handle(inner, request, context, method, authenticate, observe)
 
         wrapper = grpc.unary_unary_rpc_method_handler(
             wrapped,
@@ -97,6 +115,7 @@ class ServiceInterceptor(_Interceptor):
         context: grpc.ServicerContext,
         method: str,
         authenticate: bool,
+        observe: _Observer,
     ) -> Any:
         started = time.perf_counter()
         metadata = context.invocation_metadata()
@@ -105,8 +124,7 @@ class ServiceInterceptor(_Interceptor):
         failure: DomainError | None = None
         principal: Principal | None = None
         token = _principal.set(None)
-        in_flight = metrics.IN_FLIGHT.labels(method)
-        in_flight.inc()
+        observe.in_flight.inc()
         try:
             if authenticate:
                 assert self._verifier is not None
@@ -129,11 +147,11 @@ class ServiceInterceptor(_Interceptor):
             failure = DomainError("internal error")
         finally:
             _principal.reset(token)
-            in_flight.dec()
+            observe.in_flight.dec()
             code = failure.code if failure else (context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
             elapsed = time.perf_counter() - started
-            metrics.RPCS.labels(method, code.name).inc()
-            metrics.LATENCY.labels(method).observe(elapsed)
+            observe.handled(code.name).inc()
+            observe.latency.observe(elapsed)
             log.info(
                 "rpc",
                 extra={

@@ -62,16 +62,18 @@ class TransactionServicer:
         rows, next_token = self._payments.list(
             principal, listing, request.page_token, size, self._budget_ms(context)
         )
-        shown: list[Any] = []
+        messages = [wire.transaction(tx) for tx in rows]
+        reply = pb.ListTransactionsResponse(transactions=messages, next_page_token=next_token)
+        if reply.ByteSize() <= self._max_page_bytes:
+            return reply
+        # page_size is a maximum: large rows end the page early, with a token
         used = 0
-        for tx in rows:  # page_size is a maximum: large rows end the page early, with a token
-            message = wire.transaction(tx)
+        for shown, message in enumerate(messages):
             used += message.ByteSize() + 8  # the repeated field's tag and length
             if shown and used > self._max_page_bytes:
-                next_token = self._payments.token_after(principal, listing, rows[len(shown) - 1])
-                break
-            shown.append(message)
-        return pb.ListTransactionsResponse(transactions=shown, next_page_token=next_token)
+                next_token = self._payments.token_after(principal, listing, rows[shown - 1])
+                return pb.ListTransactionsResponse(transactions=messages[:shown], next_page_token=next_token)
+        return reply  # the rows fit; the token uses the 1 KiB kept free for it
 
     @staticmethod
     def _list_query(request: Any) -> tuple[int, UUID | None, ListFilter]:

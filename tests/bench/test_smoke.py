@@ -27,6 +27,11 @@ def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Pa
         for level, result in workload["levels"].items():
             assert result["rate"] > 0, f"{name}@{level}: {result}"
             assert result["errors"] == 0, f"{name}@{level}: {result}"
+    for name in ("create", "get", "list", "update", "login"):  # each ratio is to a baseline run just before
+        key = "ratio_to_password_verify" if name == "login" else "ratio_to_echo"
+        for level, result in report["workloads"][name]["levels"].items():
+            paired = result["paired_baseline_rate"]
+            assert paired > 0 and result[key] == round(result["rate"] / paired, 3), f"{name}@{level}"
     history = report["history"]
     for key, value in history.items():
         if key.startswith("list@"):
