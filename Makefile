@@ -37,7 +37,7 @@ $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1): $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	rm -f $(VENV)/.bench-* && touch $@
 
-bench: $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1)  ## benchmark suite (~8 min) -> bench/results/
+bench: $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1)  ## benchmark suite (~7 min) -> bench/results/
 	$(PY) -m bench
 
 bench-smoke: setup  ## a few seconds of every benchmark workload (the tests run it too)
