@@ -56,9 +56,16 @@ events = Table(
     schema="payments",
 )
 
-# Owned by the auth service; this role may read only these two columns.
+# Owned by the auth service; this role may read only these two columns of each.
 users = Table(
     "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("disabled", Boolean, nullable=False),
+    schema="auth",
+)
+service_principals = Table(
+    "service_principals",
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("disabled", Boolean, nullable=False),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from sqlalchemy.types import DateTime, Integer, LargeBinary, Text, Uuid
 
 from payments_common.db import fetch
 from transaction_service.domain import RELEASING, Event, NewTransaction, Status, Transaction, TxType
-from transaction_service.models import events, transactions, users
+from transaction_service.models import events, service_principals, transactions, users
 from transaction_service.pagination import Cursor, ListFilter
 
 _T = transactions.c
@@ -101,11 +101,22 @@ def _transaction(values: Sequence[Any]) -> Transaction:
     )
 
 
-def _active() -> ColumnElement[bool]:
-    """The `active` user exists and is not disabled: folded into the main query to spare a round trip."""
-    # select the id only: the service's role may read no other column of auth.users
+class Account(NamedTuple):
+    """A caller whose account must exist and not be disabled: a user or a service principal."""
+
+    kind: str  # "user" or "service", as in the token
+    id: UUID
+
+
+_ACCOUNTS = {"user": users, "service": service_principals}
+
+
+def _active(kind: str) -> ColumnElement[bool]:
+    """The `active` account exists and is not disabled: folded into the main query to spare a round trip."""
+    # select the id only: the service's role may read no other column of these tables
+    table = _ACCOUNTS[kind]
     return (
-        select(users.c.id).where(users.c.id == _param("active", Uuid), users.c.disabled.is_(False)).exists()
+        select(table.c.id).where(table.c.id == _param("active", Uuid), table.c.disabled.is_(False)).exists()
     )
 
 
@@ -160,7 +171,7 @@ def _set_status_sql() -> str:
 
 
 @functools.cache
-def _settle_sql(owned: bool, active: bool, etag: bool) -> str:
+def _settle_sql(owned: bool, active: str | None, etag: bool) -> str:
     """Compare-and-set: a PENDING row (at version `etag`) becomes `target`, with its event and, for a
     refund that fails or is cancelled, the amount given back to its payment; all in one statement.
 
@@ -170,7 +181,7 @@ def _settle_sql(owned: bool, active: bool, etag: bool) -> str:
     if owned:
         conditions.append(_T.user_id == _param("owner", Uuid))
     if active:
-        conditions.append(_active())
+        conditions.append(_active(active))
     if etag:
         conditions.append(
             _T.version == _param("etag", BigInteger)
@@ -212,7 +223,7 @@ _SET_STATUS = _set_status_sql()
 _BY_KEY = _sql(
     select(transactions).where(_T.user_id == _param("owner", Uuid), _T.idempotency_key == _param("key", Text))
 )
-_ACCOUNT_ACTIVE = _sql(select(_active()))
+_ACCOUNT_ACTIVE = {kind: _sql(select(_active(kind))) for kind in _ACCOUNTS}
 _ADD_REFUNDED = _sql(
     update(transactions)
     .where(_T.id == _param("id", Uuid))
@@ -226,19 +237,19 @@ _EVENTS = _sql(select(events).where(_E.transaction_id == _param("id", Uuid)).ord
 
 
 @functools.cache
-def _get_sql(owned: bool, active: bool, lock: bool) -> str:
+def _get_sql(owned: bool, active: str | None, lock: bool) -> str:
     stmt = select(transactions).where(_T.id == _param("id", Uuid))
     if owned:
         stmt = stmt.where(_T.user_id == _param("owner", Uuid))
     if active:
-        stmt = stmt.where(_active())
+        stmt = stmt.where(_active(active))
     if lock:
         stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: refunds may still reference it
     return _sql(stmt)
 
 
 @functools.cache
-def _page_sql(filters: frozenset[str], after: bool, active: bool) -> str:
+def _page_sql(filters: frozenset[str], after: bool, active: str | None) -> str:
     """The keyset query of one page; an index on (user_id[, status], created_at, id) serves it unsorted."""
     conditions: list[ColumnElement[bool]] = [_T.user_id == _param("owner", Uuid)]
     if "status" in filters:
@@ -255,7 +266,7 @@ def _page_sql(filters: frozenset[str], after: bool, active: bool) -> str:
         cursor = tuple_(_param("after_at", DateTime(timezone=True)), _param("after_id", Uuid))
         conditions.append(tuple_(_T.created_at, _T.id) < cursor)
     if active:
-        conditions.append(_active())
+        conditions.append(_active(active))
     stmt = (
         select(transactions)
         .where(and_(*conditions))
@@ -266,7 +277,7 @@ def _page_sql(filters: frozenset[str], after: bool, active: bool) -> str:
 
 
 def page_query(
-    listing: ListFilter, after: Cursor | None, limit: int, active: UUID | None = None
+    listing: ListFilter, after: Cursor | None, limit: int, active: Account | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The SQL text and parameters of one page (newest first, below `after`)."""
     optional: Mapping[str, Any] = {
@@ -277,8 +288,8 @@ def page_query(
         "created_to": listing.created_to,
     }
     params = {k: v for k, v in optional.items() if v is not None}
-    sql = _page_sql(frozenset(params), after is not None, active is not None)
-    params.update(owner=listing.owner, limit=limit, active=active)
+    sql = _page_sql(frozenset(params), after is not None, active.kind if active else None)
+    params.update(owner=listing.owner, limit=limit, active=active.id if active else None)
     if after is not None:
         params.update(after_at=after.created_at, after_id=after.id)
     return sql, params
@@ -322,19 +333,19 @@ class TransactionRepository:
         """The caller's transaction created with `key`, if any."""
         return self._one(_BY_KEY, {"owner": user_id, "key": key})
 
-    def account_active(self, user_id: UUID) -> bool:
-        """True when the user exists and is not disabled (only id and disabled are readable)."""
-        return bool(self._rows(_ACCOUNT_ACTIVE, {"active": user_id})[0][0])
+    def account_active(self, account: Account) -> bool:
+        """True when the account exists and is not disabled (only id and disabled are readable)."""
+        return bool(self._rows(_ACCOUNT_ACTIVE[account.kind], {"active": account.id})[0][0])
 
     def get(
-        self, tx_id: UUID, owner: UUID | None, *, lock: bool = False, active: UUID | None = None
+        self, tx_id: UUID, owner: UUID | None, *, lock: bool = False, active: Account | None = None
     ) -> Transaction | None:
-        """One transaction, only if `owner` owns it (None: anyone's) and the `active` user is.
+        """One transaction, only if `owner` owns it (None: anyone's) and the `active` account is active.
 
         `lock` holds the row until commit.
         """
-        sql = _get_sql(owner is not None, active is not None, lock)
-        return self._one(sql, {"id": tx_id, "owner": owner, "active": active})
+        sql = _get_sql(owner is not None, active.kind if active else None, lock)
+        return self._one(sql, {"id": tx_id, "owner": owner, "active": active.id if active else None})
 
     def settle_pending(
         self,
@@ -342,7 +353,7 @@ class TransactionRepository:
         target: Status,
         *,
         owner: UUID | None,
-        active: UUID | None,
+        active: Account | None,
         etag: int | None,
         actor: str,
         reason: str,
@@ -352,11 +363,11 @@ class TransactionRepository:
         None means nothing matched: the row is missing, not the caller's, no longer PENDING,
         at another version, or the caller is inactive; the locked path then finds out which.
         """
-        sql = _settle_sql(owner is not None, active is not None, etag is not None)
+        sql = _settle_sql(owner is not None, active.kind if active else None, etag is not None)
         params = {
             "id": tx_id,
             "owner": owner,
-            "active": active,
+            "active": active.id if active else None,
             "etag": etag,
             "target": target.value,
             "actor": actor,
@@ -382,9 +393,9 @@ class TransactionRepository:
         self._rows(_ADD_REFUNDED, {"id": payment_id, "delta": delta})
 
     def page(
-        self, listing: ListFilter, after: Cursor | None, limit: int, active: UUID | None = None
+        self, listing: ListFilter, after: Cursor | None, limit: int, active: Account | None = None
     ) -> list[Transaction]:
-        """Newest first by (created_at, id) below `after`; empty unless the `active` user is."""
+        """Newest first by (created_at, id) below `after`; empty unless the `active` account is active."""
         sql, params = page_query(listing, after, limit, active)
         return [_transaction(row) for row in self._rows(sql, params)]
 

@@ -13,25 +13,29 @@ from payments_common.tokens import Principal
 from transaction_service import domain, policy
 from transaction_service.domain import Event, NewTransaction, Status, Transaction
 from transaction_service.pagination import Cursor, ListFilter, PageTokens
-from transaction_service.repository import TransactionRepository
+from transaction_service.repository import Account, TransactionRepository
 
 
 def _require_active(repo: TransactionRepository, principal: Principal) -> None:
-    """A user's token stops working once the account is disabled or deleted (as at the auth service).
+    """A token stops working once its user or service principal is disabled or deleted.
 
     The main queries already require an active caller (`active=`), so this extra look-up runs
     only when they found nothing, to tell a disabled caller from a missing row.
     """
-    if principal.kind == "user" and not repo.account_active(policy.caller_id(principal)):
-        raise _inactive()
+    if not repo.account_active(_active(principal)):
+        raise _inactive(principal)
 
 
-def _active(principal: Principal) -> UUID | None:
-    """The user whose account must be active for the call (service principals: none)."""
-    return policy.caller_id(principal) if principal.kind == "user" else None
+def _active(principal: Principal) -> Account:
+    """The account that must exist and be enabled for the call: the caller's own."""
+    return Account(principal.kind, policy.caller_id(principal))
 
 
-def _inactive() -> Unauthenticated:
+def _inactive(principal: Principal) -> Unauthenticated:
+    if principal.kind == "service":
+        return Unauthenticated(
+            "the token's service principal is disabled or no longer exists", reason="PRINCIPAL_DISABLED"
+        )
     return Unauthenticated("the token's user is disabled or no longer exists", reason="USER_DISABLED")
 
 
@@ -49,7 +53,7 @@ class Payments:
             with autocommit(self._engine, timeout_ms) as session:
                 repo = TransactionRepository(session)
                 created = repo.insert(owner, new, principal.subject)
-                return created or self._original(repo, owner, new)
+                return created or self._original(repo, principal, owner, new)
         with unit_of_work(self._engine, timeout_ms) as session:
             return self._create_refund(TransactionRepository(session), principal, owner, new)
 
@@ -62,7 +66,7 @@ class Payments:
         # the lock, so a concurrent retry finds the original, not "exceeds".
         assert new.refund_of is not None
         actor = principal.subject
-        payment = repo.get(new.refund_of, owner, lock=True, active=owner)
+        payment = repo.get(new.refund_of, owner, lock=True, active=Account("user", owner))
         if payment is None:
             _require_active(repo, principal)
         existing = repo.by_key(owner, new.idempotency_key)
@@ -73,18 +77,20 @@ class Payments:
         domain.check_refund(payment, new)
         created = repo.insert(owner, new, actor)
         if created is None:
-            return Payments._original(repo, owner, new)
+            return Payments._original(repo, principal, owner, new)
         repo.add_refunded(payment.id, new.amount_minor)
         return created
 
     @staticmethod
-    def _original(repo: TransactionRepository, owner: UUID, new: NewTransaction) -> Transaction:
+    def _original(
+        repo: TransactionRepository, principal: Principal, owner: UUID, new: NewTransaction
+    ) -> Transaction:
         """After an insert that created nothing: the key's original row, or why there is none."""
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
-        if not repo.account_active(owner):
-            raise _inactive()  # disabled while this request was under way
+        if not repo.account_active(Account("user", owner)):
+            raise _inactive(principal)  # disabled while this request was under way
         raise Aborted(
             "a concurrent request with this idempotency key did not finish; retry",
             reason="CONCURRENT_REQUEST",

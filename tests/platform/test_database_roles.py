@@ -20,6 +20,8 @@ def _as_role(database_url, role):
         "SELECT private_key_pem FROM auth.signing_keys",
         "SELECT token_hash FROM auth.refresh_tokens",
         "SELECT secret_hash FROM auth.service_principals",
+        "SELECT client_id FROM auth.service_principals",
+        "SELECT scopes FROM auth.service_principals",
     ],
 )
 def test_transaction_role_cannot_read_auth_secrets(database_url, new_user, query):
@@ -39,6 +41,18 @@ def test_transaction_role_can_only_see_that_a_user_id_exists(database_url, new_u
         ).one()
     engine.dispose()
     assert str(found.id) == caller.id and found.disabled is False
+
+
+def test_transaction_role_can_only_see_that_a_service_principal_is_enabled(database_url, settle_client):
+    engine = _as_role(database_url, TX_ROLE)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id, disabled FROM auth.service_principals WHERE id = :i"), {"i": settle_client.id}
+        ).one()
+        with pytest.raises(exc.ProgrammingError, match="permission denied"):
+            conn.execute(text("UPDATE auth.service_principals SET disabled = false"))
+    engine.dispose()
+    assert str(found.id) == settle_client.id and found.disabled is False
 
 
 def test_transaction_role_cannot_write_auth_tables(database_url):

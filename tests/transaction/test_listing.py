@@ -18,7 +18,7 @@ from tests.helpers import Caller, details_of
 from tests.transaction.conftest import CANCELLED, COMPLETED, PAYMENT, PENDING, REFUND
 from transaction_service.domain import Status, TxType
 from transaction_service.pagination import Cursor, ListFilter
-from transaction_service.repository import page_query
+from transaction_service.repository import Account, page_query
 
 
 def list_all(tx_stub: Any, caller: Caller, page_size: int, **filters: Any) -> list[list[str]]:
@@ -149,7 +149,7 @@ def test_a_page_is_read_from_an_index_without_sorting_the_history(
     db_engine: Engine, listing: ListFilter
 ) -> None:
     after = Cursor(datetime.now(UTC) - timedelta(days=1), uuid.uuid4())
-    sql, params = page_query(listing, after, 51, active=listing.owner)
+    sql, params = page_query(listing, after, 51, active=Account("user", listing.owner))
     with db_engine.begin() as conn:
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         conn.execute(text("SET LOCAL enable_sort = off"))
