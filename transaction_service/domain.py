@@ -135,11 +135,6 @@ def is_change(tx: Transaction, target: Status, etag: int | None) -> bool:
     return True
 
 
-def releases_refund(tx: Transaction, target: Status) -> bool:
-    """A refund that fails or is cancelled gives its amount back to the payment's remaining."""
-    return tx.type == TxType.REFUND and target in RELEASING
-
-
 def check_refund(payment: Transaction, refund: NewTransaction) -> None:
     """A refund returns money from a COMPLETED payment in its currency, never more than remains."""
     if payment.type != TxType.PAYMENT or payment.status != Status.COMPLETED:

@@ -154,38 +154,20 @@ def _insert_sql() -> str:
     return _sql(select(created).add_cte(creation_event))
 
 
-def _set_status_sql() -> str:
-    """Change the status of a row still in `old` and append the event, in one statement."""
-    changed = (
-        update(transactions)
-        .where(_T.id == _param("id", Uuid), _T.status == _param("old", Text))
-        .values(status=_param("target", Text), version=_T.version + _ONE, updated_at=func.now())
-        .returning(*transactions.c)
-        .cte("changed")
-    )
-    event_source = select(
-        changed.c.id, _param("old", Text), changed.c.status, _param("actor", Text), _param("reason", Text)
-    )
-    event = insert(events).from_select(_EVENT_COLUMNS, event_source).cte("status_event")
-    return _sql(select(changed).add_cte(event))
-
-
 @functools.cache
 def _settle_sql(owned: bool, active: str | None, etag: bool) -> str:
     """Compare-and-set: a PENDING row (at version `etag`) becomes `target`, with its event and, for a
     refund that fails or is cancelled, the amount given back to its payment; all in one statement.
 
-    Row locks are taken in the same order as on the locked path: the transaction, then its payment.
+    Row locks are taken in the order of every other path: the transaction, then its payment.
     """
     conditions = [_T.id == _param("id", Uuid), _T.status == literal_column(f"'{Status.PENDING.value}'")]
     if owned:
         conditions.append(_T.user_id == _param("owner", Uuid))
     if active:
         conditions.append(_active(active))
-    if etag:
-        conditions.append(
-            _T.version == _param("etag", BigInteger)
-        )  # an etag may exceed int4: no match, not an error
+    if etag:  # a BIGINT: an etag beyond the INTEGER range matches nothing instead of failing
+        conditions.append(_T.version == _param("etag", BigInteger))
     changed = (
         update(transactions)
         .where(*conditions)
@@ -219,7 +201,6 @@ def _settle_sql(owned: bool, active: str | None, etag: bool) -> str:
 
 
 _INSERT = _insert_sql()
-_SET_STATUS = _set_status_sql()
 _BY_KEY = _sql(
     select(transactions).where(_T.user_id == _param("owner", Uuid), _T.idempotency_key == _param("key", Text))
 )
@@ -374,19 +355,6 @@ class TransactionRepository:
             "reason": reason,
         }
         return self._one(sql, params)
-
-    def set_status(self, tx: Transaction, target: Status, actor: str, reason: str) -> Transaction:
-        """Apply a decided change to a locked row and append its event, in one statement."""
-        params = {
-            "id": tx.id,
-            "old": tx.status.value,
-            "target": target.value,
-            "actor": actor,
-            "reason": reason,
-        }
-        changed = self._one(_SET_STATUS, params)
-        assert changed is not None, "set_status needs the row locked in its old status"
-        return changed
 
     def add_refunded(self, payment_id: UUID, delta: int) -> None:
         """Move a payment's refunded sum; the table's CHECK keeps it within 0..amount."""

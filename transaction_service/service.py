@@ -145,10 +145,18 @@ class Payments:
                 raise NotFound(domain.NOT_FOUND_MESSAGE)
             if not domain.is_change(tx, target, etag):
                 return tx
-            updated = repo.set_status(tx, target, principal.subject, reason)
-            if domain.releases_refund(tx, target) and tx.refund_of is not None:
-                repo.add_refunded(tx.refund_of, -tx.amount_minor)
-            return updated
+            # PENDING at this version, and locked: the compare-and-set cannot miss now
+            changed = repo.settle_pending(
+                tx.id,
+                target,
+                owner=None,
+                active=None,
+                etag=tx.version,
+                actor=principal.subject,
+                reason=reason,
+            )
+            assert changed is not None, "a locked PENDING row changed under its lock"
+            return changed
 
     def events(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Sequence[Event]:
         """The audit trail of a transaction the caller may see."""

@@ -34,13 +34,16 @@ def list_all(tx_stub: Any, caller: Caller, page_size: int, **filters: Any) -> li
 
 
 def bulk_insert(db_engine: Engine, user_id: str, count: int) -> None:
-    """Rows written directly (as an operator would backfill) to test size limits quickly."""
+    """Rows written directly, with their creation events, as an operator would backfill them (quick)."""
     with db_engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO payments.transactions (user_id, type, amount_minor, currency, idempotency_key,"
-                " request_fingerprint, created_at) SELECT :u, 'PAYMENT', 100, 'EUR', 'bulk-' || i,"
-                " sha256(i::text::bytea), now() - i * interval '1 second' FROM generate_series(1, :n) AS i"
+                "WITH created AS (INSERT INTO payments.transactions (user_id, type, amount_minor, currency,"
+                " idempotency_key, request_fingerprint, created_at) SELECT :u, 'PAYMENT', 100, 'EUR',"
+                " 'bulk-' || i, sha256(i::text::bytea), now() - i * interval '1 second'"
+                " FROM generate_series(1, :n) AS i RETURNING id)"
+                " INSERT INTO payments.transaction_events (transaction_id, old_status, new_status, actor)"
+                " SELECT id, NULL, 'PENDING', 'backfill' FROM created"  # backfills keep the audit trail whole
             ),
             {"u": user_id, "n": count},
         )

@@ -92,14 +92,6 @@ def test_a_stale_etag_aborts_and_a_current_one_passes() -> None:
     assert domain.is_change(stored(version=3), Status.COMPLETED, etag=3)
 
 
-def test_only_failed_or_cancelled_refunds_give_money_back() -> None:
-    refund = stored(type=TxType.REFUND, refund_of=uuid.uuid4())
-    assert domain.releases_refund(refund, Status.FAILED)
-    assert domain.releases_refund(refund, Status.CANCELLED)
-    assert not domain.releases_refund(refund, Status.COMPLETED)
-    assert not domain.releases_refund(stored(), Status.CANCELLED)
-
-
 def test_a_refund_needs_a_completed_payment_in_the_same_currency() -> None:
     for payment in (stored(Status.PENDING), stored(Status.COMPLETED, type=TxType.REFUND)):
         with pytest.raises(FailedPrecondition) as caught:
