@@ -130,7 +130,7 @@ class Services:
             TRANSACTION_PORT=str(self.ports["tx"]),
             TRANSACTION_METRICS_PORT="0",
             AUTH_SERVICE_ADDR=self.address("auth"),
-            MALLOC_ARENA_MAX="2",  # as the production image sets it (Dockerfile)
+            MALLOC_ARENA_MAX="1",  # as the production image sets it (Dockerfile)
             **self.hash_env,
         )
         return env
