@@ -86,13 +86,30 @@ def main() -> int:
             time.sleep(0.5)
         return 1
     except KeyboardInterrupt:
-        return 0
+        return 0 if _stop(children) else 1
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait(timeout=30)
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen[bytes]], grace: float = 30.0) -> bool:
+    """SIGTERM every service and wait for its drain; one that does not stop in time is killed.
+
+    True when every service stopped by itself.
+    """
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    clean = True
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"{child.args[-1]} did not stop within {grace:.0f} s; killing it", flush=True)
+            child.kill()
+            child.wait()
+            clean = False
+    return clean
 
 
 def print_usage(auth_port: int, tx_port: int, dev_database: bool) -> None:

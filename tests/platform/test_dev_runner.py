@@ -71,7 +71,8 @@ def test_dev_runner_starts_everything_and_stops_cleanly():
             )
         assert auth_pb2.ROLE_ADMIN in me.roles
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        rest, _ = proc.communicate(timeout=60)  # keep reading: the services log to the same pipe
+        assert proc.returncode == 0, "".join(output) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
