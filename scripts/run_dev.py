@@ -81,6 +81,8 @@ def main() -> int:
         wait_healthy(f"localhost:{auth_port}", "payments.auth.v1.AuthService")
         wait_healthy(f"localhost:{tx_port}", "payments.transaction.v1.TransactionService")
         print_usage(auth_port, tx_port, dev_database)
+        # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a background job)
+        signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -44,3 +44,19 @@ def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Pa
         assert value["two_processes"]["errors"] == 0, key
     assert {t["target"] for t in report["targets"]}  # every target is reported (met or not)
     assert (tmp_path / "latest.md").read_text().startswith("### Benchmark")
+
+
+def test_the_decomposition_serves_get_from_every_layer_without_errors(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.decompose", "--smoke", "--repeat", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "decompose.json").read_text())
+    assert set(result["rates"]) == {"echo", "proto", "stack", "stack-quiet", "service"}
+    assert all(len(rates) == 1 and rates[0] > 0 for rates in result["rates"].values()), result
+    assert result["ratio_to_echo"]["echo"] == 1.0
+    assert "| stack-quiet |" in done.stdout

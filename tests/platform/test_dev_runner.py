@@ -71,10 +71,30 @@ def test_dev_runner_starts_everything_and_stops_cleanly():
             )
         assert auth_pb2.ROLE_ADMIN in me.roles
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)  # keep reading: the services log to the same pipe
+        try:
+            rest, _ = proc.communicate(timeout=60)  # keep reading: the services log to the same pipe
+        except subprocess.TimeoutExpired:
+            state = _kill_tree(proc.pid)
+            rest, _ = proc.communicate()
+            raise AssertionError(f"not stopped 60 s after Ctrl-C: {state}\n{''.join(output)}{rest}") from None
         assert proc.returncode == 0, "".join(output) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert (data / "PG_VERSION").exists()
+
+
+def _kill_tree(pid: int) -> str:
+    """Kill the runner and its services; say what each was doing (for the failure message)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error as err:
+        return f"unknown ({err})"
+    state = "; ".join(f"{p.pid} {p.status()} {' '.join(p.cmdline()[-3:])}" for p in procs)
+    for p in procs:
+        p.kill()
+    return state
