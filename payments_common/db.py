@@ -107,11 +107,18 @@ def unit_of_work(engine: Engine, timeout_ms: int | None = None) -> Iterator[Conn
     abandoned call does not keep working in the database.
     """
     with engine.begin() as connection:
-        if timeout_ms is not None:
-            budget = max(int(timeout_ms), 1)
-            if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf):
-                connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
+        budget = _shorter_budget(connection, timeout_ms)
+        if budget is not None:
+            connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
         yield connection
+
+
+def _shorter_budget(connection: Connection, timeout_ms: int | None) -> int | None:
+    """The call's statement budget in ms when it is below the connection's default timeout."""
+    if timeout_ms is None:
+        return None
+    budget = max(int(timeout_ms), 1)
+    return budget if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf) else None
 
 
 @contextmanager
@@ -124,13 +131,12 @@ def autocommit(engine: Engine, timeout_ms: int | None = None) -> Iterator[Connec
     after all, because `SET LOCAL statement_timeout` needs one.
     """
     with engine.connect() as connection:
-        if timeout_ms is not None:
-            budget = max(int(timeout_ms), 1)
-            if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf):
-                with connection.begin():
-                    connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
-                    yield connection
-                return
+        budget = _shorter_budget(connection, timeout_ms)
+        if budget is not None:
+            with connection.begin():
+                connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
+                yield connection
+            return
         # the driver's autocommit flag, set and cleared by hand: SQLAlchemy's isolation_level
         # option resets it at check-in with a call that raises when the server has gone away
         driver = connection.connection.dbapi_connection

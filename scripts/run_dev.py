@@ -77,6 +77,7 @@ def main() -> int:
     ]
     auth_port = int(env.get("AUTH_PORT", "50051"))
     tx_port = int(env.get("TRANSACTION_PORT", "50052"))
+    code = 1  # a service that dies on its own ends the run with an error
     try:
         wait_healthy(f"localhost:{auth_port}", "payments.auth.v1.AuthService")
         wait_healthy(f"localhost:{tx_port}", "payments.transaction.v1.TransactionService")
@@ -86,11 +87,12 @@ def main() -> int:
         signal.signal(signal.SIGTERM, _interrupt)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        return 1
     except KeyboardInterrupt:
-        return 0 if _stop(children) else 1
+        code = 0
     finally:
-        _stop(children)
+        if not _stop(children):
+            code = 1
+    return code
 
 
 def _stop(children: list[subprocess.Popen[bytes]], grace: float = 30.0) -> bool:

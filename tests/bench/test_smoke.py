@@ -12,15 +12,16 @@ from tests.conftest import ROOT
 WORKLOADS = ["echo", "create", "get", "list", "update", "login", "password_verify", "pg_insert"]
 
 
-def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE --smoke ARGS`, which must succeed."""
+    argv = [sys.executable, "-m", module, "--smoke", *args]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Path) -> None:
+    run_bench("bench", "--out", str(tmp_path))
     report = json.loads((tmp_path / "latest.json").read_text())
     assert sorted(report["workloads"]) == sorted(WORKLOADS)
     for name, workload in report["workloads"].items():
@@ -47,14 +48,7 @@ def test_the_smoke_benchmark_measures_every_workload_without_errors(tmp_path: Pa
 
 
 def test_the_decomposition_serves_get_from_every_layer_without_errors(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.decompose", "--smoke", "--repeat", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_bench("bench.decompose", "--repeat", "1", "--out", str(tmp_path))
     result = json.loads((tmp_path / "decompose.json").read_text())
     assert set(result["rates"]) == {"echo", "proto", "stack", "stack-quiet", "service"}
     assert all(len(rates) == 1 and rates[0] > 0 for rates in result["rates"].values()), result
