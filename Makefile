@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test lint proto proto-check buf fmt bench bench-smoke clean
+.PHONY: setup run test test-unit lint proto proto-check buf fmt bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ run: setup  ## embedded PostgreSQL (unless DATABASE_URL is set) + migrations + b
 
 test: setup  ## the full test suite on a real PostgreSQL
 	$(PY) -m pytest
+
+test-unit: setup  ## the fast tier: use cases on an in-memory store, no PostgreSQL, no gRPC
+	$(PY) -m pytest tests/unit -q
 
 lint: setup proto-check buf  ## ruff, mypy, stub drift and buf lint
 	$(VENV)/bin/ruff check .

@@ -40,14 +40,14 @@ def _create_admin(settings: AuthSettings, args: argparse.Namespace) -> int:
     password = os.environ.get("ADMIN_PASSWORD") or (
         getpass.getpass("admin password: ") if sys.stdin.isatty() else secrets.token_urlsafe(18)
     )
-    service, _keys, engine = build_service(settings)
+    service, _keys, database = build_service(settings)
     try:
         user = service.register(args.email, password, args.full_name, roles=("user", "admin"))
     except (AlreadyExists, InvalidArgument) as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 1
     finally:
-        engine.dispose()
+        database.dispose()
     print(f"created admin {user.email} ({user.id})")
     if "ADMIN_PASSWORD" not in os.environ and not sys.stdin.isatty():
         print(f"password (shown once): {password}")
@@ -57,11 +57,11 @@ def _create_admin(settings: AuthSettings, args: argparse.Namespace) -> int:
 def _create_service_principal(settings: AuthSettings, args: argparse.Namespace) -> int:
     from auth_service.app import build_service
 
-    service, _keys, engine = build_service(settings)
+    service, _keys, database = build_service(settings)
     try:
         client_id, secret = service.create_service_principal(args.name, args.scope)
     finally:
-        engine.dispose()
+        database.dispose()
     print(f"client_id: {client_id}\nclient_secret (shown once): {secret}")
     return 0
 
@@ -73,11 +73,11 @@ def _rotate_keys(settings: AuthSettings, _args: argparse.Namespace) -> int:
     if settings.algorithm == "HS256":
         print("error: ALGORITHM=HS256 uses SECRET_KEY; rotate it in the environment instead", file=sys.stderr)
         return 1
-    _service, _ring, engine = build_service(settings)
+    _service, _ring, database = build_service(settings)
     try:
-        kid = keys.rotate(engine, settings.algorithm)
+        kid = keys.rotate(database, settings.algorithm)
     finally:
-        engine.dispose()
+        database.dispose()
     print(f"new signing key {kid}; earlier keys keep verifying until their tokens expire")
     return 0
 

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
 from auth_service import keys as keymod
 from auth_service.passwords import PasswordHasher
 from auth_service.service import AuthService
-from auth_service.servicer import AuthServicer
-from payments.auth.v1 import auth_pb2, auth_pb2_grpc
+from auth_service.servicer import PUBLIC_METHODS, SERVICE_NAME, AuthServicer
+from payments.auth.v1 import auth_pb2_grpc
 from payments_common import db, metrics
 from payments_common.config import AuthSettings
-from payments_common.interceptors import ServiceInterceptor
-from payments_common.server import RunningServer, Service, start_server
+from payments_common.interceptors import interceptors_for
+from payments_common.server import Offload, RunningServer, Service, start_server
 from payments_common.tokens import CachedKeys, TokenVerifier
-
-SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
-PUBLIC_METHODS = frozenset(
-    f"/{SERVICE_NAME}/{m}" for m in ("Register", "Login", "RefreshToken", "RevokeToken", "GetJwks")
-)
 
 
 def hasher_for(settings: AuthSettings) -> PasswordHasher:
@@ -28,25 +21,26 @@ def hasher_for(settings: AuthSettings) -> PasswordHasher:
     )
 
 
-def build_service(settings: AuthSettings) -> tuple[AuthService, keymod.KeyRing, Engine]:
-    """The use cases over a fresh engine (also used by the CLI commands)."""
-    engine = db.engine_for(settings, "auth_service")
-    keys = keymod.KeyRing(engine, settings)
-    return AuthService(engine, settings, hasher_for(settings), keys), keys, engine
+def build_service(settings: AuthSettings) -> tuple[AuthService, keymod.KeyRing, db.Database]:
+    """The use cases over a fresh database pool (also used by the CLI commands)."""
+    database = db.database_for(settings, "auth_service")
+    keys = keymod.KeyRing(database, settings)
+    return AuthService(database, settings, hasher_for(settings), keys), keys, database
 
 
 def start(settings: AuthSettings) -> RunningServer:
     """Start the auth service; the first signing key is created if none is active."""
-    service, keys, engine = build_service(settings)
+    service, keys, database = build_service(settings)
     if settings.algorithm != "HS256":
-        keymod.ensure_key(engine, settings.algorithm)
+        keymod.ensure_key(database, settings.algorithm)
     verifier = TokenVerifier(
-        CachedKeys(keys.verification_keys, min_refresh_seconds=1.0),
+        CachedKeys(keys.verification_keys, min_refresh_seconds=0),  # the ring caches them itself
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         leeway=settings.token_leeway_seconds,
     )
-    servicer = AuthServicer(service, keys)
+    offload = Offload(settings.grpc_max_workers)
+    servicer = AuthServicer(service, keys, offload)
     running = start_server(
         settings,
         settings.auth_port,
@@ -55,10 +49,10 @@ def start(settings: AuthSettings) -> RunningServer:
                 SERVICE_NAME, lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
             )
         ],
-        [ServiceInterceptor("auth.payments", verifier, PUBLIC_METHODS)],
-        probe=lambda: db.ping(engine),
+        interceptors_for("auth.payments", verifier, offload, PUBLIC_METHODS),
+        probe=database.ping,
         metrics_port=settings.auth_metrics_port,
     )
-    metrics.watch_pool(engine)
-    running.closers.append(engine.dispose)
+    metrics.watch_pool(database.engine)
+    running.closers += [offload.shutdown, database.dispose]
     return running

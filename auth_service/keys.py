@@ -12,18 +12,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
-from sqlalchemy import Engine, func, insert, or_, select, text, update
 
-from auth_service.models import signing_keys
+from auth_service import sql
 from payments_common.config import AuthSettings
-from payments_common.db import unit_of_work
+from payments_common.db import Database
 from payments_common.tokens import ACCESS_TOKEN_TYPE, HS256_KID, VerificationKey, keys_from_jwks
 
 
@@ -50,40 +48,38 @@ def _new_key(algorithm: str) -> tuple[str, dict[str, Any]]:
     return pem, jwk
 
 
-def rotate(engine: Engine, algorithm: str) -> str:
+def rotate(db: Database, algorithm: str) -> str:
     """Add a new signing key and retire the current ones; returns the new kid."""
     pem, jwk = _new_key(algorithm)
     kid = secrets.token_urlsafe(12)
     jwk.update(kid=kid, alg=algorithm, use="sig")
-    with unit_of_work(engine) as session:
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('auth.signing_keys'))"))
-        session.execute(
-            update(signing_keys).where(signing_keys.c.retired_at.is_(None)).values(retired_at=func.now())
-        )
-        session.execute(
-            insert(signing_keys).values(kid=kid, algorithm=algorithm, private_key_pem=pem, public_jwk=jwk)
+    with db.transaction() as session:
+        session.rows(sql.LOCK_SIGNING_KEYS)
+        session.rows(sql.RETIRE_SIGNING_KEYS)
+        session.rows(
+            sql.INSERT_SIGNING_KEY,
+            kid=kid,
+            algorithm=algorithm,
+            private_key_pem=pem,
+            public_jwk=json.dumps(jwk),
         )
     return kid
 
 
-def ensure_key(engine: Engine, algorithm: str) -> None:
+def ensure_key(db: Database, algorithm: str) -> None:
     """Create the first signing key (for `algorithm`) when none is active."""
-    with unit_of_work(engine) as session:
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('auth.signing_keys'))"))
-        active = session.execute(
-            select(signing_keys.c.kid).where(
-                signing_keys.c.retired_at.is_(None), signing_keys.c.algorithm == algorithm
-            )
-        ).first()
+    with db.transaction() as session:
+        session.rows(sql.LOCK_SIGNING_KEYS)
+        active = session.one(sql.ACTIVE_KEY_OF_ALGORITHM, algorithm=algorithm)
     if active is None:
-        rotate(engine, algorithm)
+        rotate(db, algorithm)
 
 
 class KeyRing:
     """Signs access tokens and publishes the public keys; cached briefly to spare the database."""
 
-    def __init__(self, engine: Engine, settings: AuthSettings):
-        self._engine = engine
+    def __init__(self, db: Database, settings: AuthSettings):
+        self._db = db
         self._settings = settings
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
@@ -101,15 +97,9 @@ class KeyRing:
         with self._lock:
             if time.monotonic() - self._loaded_at < cache:
                 return
-            horizon = datetime.now(UTC) - timedelta(
-                seconds=self._settings.access_token_ttl_seconds + self._settings.token_leeway_seconds
-            )
-            with unit_of_work(self._engine) as session:
-                rows = session.execute(
-                    select(signing_keys)
-                    .where(or_(signing_keys.c.retired_at.is_(None), signing_keys.c.retired_at > horizon))
-                    .order_by(signing_keys.c.created_at.desc())
-                ).all()
+            horizon = self._settings.access_token_ttl_seconds + self._settings.token_leeway_seconds
+            with self._db.statement() as session:
+                rows = session.rows(sql.PUBLISHED_SIGNING_KEYS, horizon=horizon)
             active = next((r for r in rows if r.retired_at is None), None)
             if active is None:
                 raise RuntimeError("no active signing key; run `python -m auth_service rotate-keys`")

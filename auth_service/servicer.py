@@ -1,6 +1,8 @@
-"""AuthService RPCs: translate protobuf messages to use-case calls and back; nothing else."""
+"""AuthService RPCs: translate protobuf messages to use-case calls (on the database threads) and back."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,7 +12,14 @@ from auth_service.service import AuthService, Tokens, UserView
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common.errors import InvalidArgument
 from payments_common.interceptors import current_principal
+from payments_common.server import Offload
 
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+# callable without an access token (the rest need one)
+PUBLIC_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{m}" for m in ("Register", "Login", "RefreshToken", "RevokeToken", "GetJwks")
+)
+Context = grpc.aio.ServicerContext
 ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 
 
@@ -37,7 +46,7 @@ def _tokens(tokens: Tokens) -> auth_pb2.TokenPair:
     )
 
 
-def peer_address(context: grpc.ServicerContext) -> str:
+def peer_address(context: Context[Any, Any]) -> str:
     """The caller's address without the port (`ipv4:1.2.3.4:5678` -> `ipv4:1.2.3.4`)."""
     peer: str = context.peer() or "unknown"
     return peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
@@ -46,48 +55,67 @@ def peer_address(context: grpc.ServicerContext) -> str:
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """The payments.auth.v1.AuthService endpoints."""
 
-    def __init__(self, service: AuthService, keys: KeyRing):
+    def __init__(self, service: AuthService, keys: KeyRing, offload: Offload):
         self._service = service
         self._keys = keys
+        self._offload = offload
 
-    def Register(
-        self, request: auth_pb2.RegisterRequest, context: grpc.ServicerContext
+    async def Register(
+        self,
+        request: auth_pb2.RegisterRequest,
+        context: Context[auth_pb2.RegisterRequest, auth_pb2.RegisterResponse],
     ) -> auth_pb2.RegisterResponse:
-        view = self._service.register(request.email, request.password, request.full_name)
+        view = await self._offload(self._service.register, request.email, request.password, request.full_name)
         return auth_pb2.RegisterResponse(user=_user(view))
 
-    def Login(self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext) -> auth_pb2.LoginResponse:
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: Context[auth_pb2.LoginRequest, auth_pb2.LoginResponse]
+    ) -> auth_pb2.LoginResponse:
         kind = request.WhichOneof("credentials")
         peer = peer_address(context)
         if kind == "password":
-            tokens = self._service.login_password(request.password.email, request.password.password, peer)
+            tokens = await self._offload(
+                self._service.login_password, request.password.email, request.password.password, peer
+            )
         elif kind == "client":
-            tokens = self._service.login_client(request.client.client_id, request.client.client_secret, peer)
+            tokens = await self._offload(
+                self._service.login_client, request.client.client_id, request.client.client_secret, peer
+            )
         else:
             raise InvalidArgument([("credentials", "set either password or client credentials")])
         return auth_pb2.LoginResponse(tokens=_tokens(tokens))
 
-    def RefreshToken(
-        self, request: auth_pb2.RefreshTokenRequest, context: grpc.ServicerContext
+    async def RefreshToken(
+        self,
+        request: auth_pb2.RefreshTokenRequest,
+        context: Context[auth_pb2.RefreshTokenRequest, auth_pb2.RefreshTokenResponse],
     ) -> auth_pb2.RefreshTokenResponse:
         if not request.refresh_token:
             raise InvalidArgument([("refresh_token", "is required")])
-        return auth_pb2.RefreshTokenResponse(tokens=_tokens(self._service.refresh(request.refresh_token)))
+        tokens = await self._offload(self._service.refresh, request.refresh_token)
+        return auth_pb2.RefreshTokenResponse(tokens=_tokens(tokens))
 
-    def RevokeToken(
-        self, request: auth_pb2.RevokeTokenRequest, context: grpc.ServicerContext
+    async def RevokeToken(
+        self,
+        request: auth_pb2.RevokeTokenRequest,
+        context: Context[auth_pb2.RevokeTokenRequest, auth_pb2.RevokeTokenResponse],
     ) -> auth_pb2.RevokeTokenResponse:
         if not request.refresh_token:
             raise InvalidArgument([("refresh_token", "is required")])
-        self._service.revoke(request.refresh_token)
+        await self._offload(self._service.revoke, request.refresh_token)
         return auth_pb2.RevokeTokenResponse()
 
-    def GetCurrentUser(
-        self, request: auth_pb2.GetCurrentUserRequest, context: grpc.ServicerContext
+    async def GetCurrentUser(
+        self,
+        request: auth_pb2.GetCurrentUserRequest,
+        context: Context[auth_pb2.GetCurrentUserRequest, auth_pb2.GetCurrentUserResponse],
     ) -> auth_pb2.GetCurrentUserResponse:
-        return auth_pb2.GetCurrentUserResponse(user=_user(self._service.current_user(current_principal())))
+        view = await self._offload(self._service.current_user, current_principal())
+        return auth_pb2.GetCurrentUserResponse(user=_user(view))
 
-    def GetJwks(
-        self, request: auth_pb2.GetJwksRequest, context: grpc.ServicerContext
+    async def GetJwks(
+        self,
+        request: auth_pb2.GetJwksRequest,
+        context: Context[auth_pb2.GetJwksRequest, auth_pb2.GetJwksResponse],
     ) -> auth_pb2.GetJwksResponse:
-        return auth_pb2.GetJwksResponse(jwks_json=self._keys.jwks())
+        return auth_pb2.GetJwksResponse(jwks_json=await self._offload(self._keys.jwks))

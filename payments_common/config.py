@@ -27,6 +27,8 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
+    # off behind a transaction-pooling PgBouncer, which cannot keep a session's prepared statements
+    db_prepared_statements: bool = True
 
     algorithm: Literal["EdDSA", "ES256", "HS256"] = "EdDSA"
     secret_key: SecretStr | None = None

@@ -1,26 +1,41 @@
-"""Engine and unit of work: one database session per use case, bounded by the caller's deadline."""
+"""The one database executor of both services: literal SQL, prepared once per connection.
+
+SQLAlchemy provides the engine (its pool, its psycopg2 dialect); statements are SQL text with
+named `%(name)s` parameters, kept in each service's `sql` module. A use case picks its scope:
+
+- `db.transaction()`: several statements, atomic. `BEGIN` travels with the first statement.
+- `db.statement()`: exactly one write, committed by itself (no BEGIN/COMMIT round trips); a second
+  write inside the scope is refused, so nobody adds a non-atomic write by accident.
+
+Connections stay in autocommit mode; a scope that fails rolls back what it began. Each statement
+is `PREPARE`d on first use per pooled connection and then sent as `EXECUTE` (PostgreSQL shares the
+2 cores with the services: planning the same insert on every call costs it CPU); a reconnected
+connection starts with nothing prepared. Driver errors become the domain errors of SPEC §4 here.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
+import psycopg2
 import psycopg2.errors
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+import psycopg2.extensions
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.pool import PoolProxiedConnection
 
 from payments_common import errors
 from payments_common.config import CommonSettings
+from payments_common.session import Row, Session
 
-# A pooled connection idle for longer than this is pinged before use (a pre-ping only where one
-# can help: a busy pool would pay a round trip per unit of work for nothing). A connection that
-# breaks while in use fails that call with UNAVAILABLE and invalidates the whole pool.
+__all__ = ["Database", "Row", "Session", "database_for", "driver_url", "make_engine"]
+
+# A pooled connection idle for longer than this is pinged before use (only where a ping can help:
+# a busy pool would pay a round trip per call for nothing).
 IDLE_PING_SECONDS = 1.0
-_RETURNED_AT = "payments.returned_at"
-_DEFAULT_TIMEOUT_MS = "payments.statement_timeout_ms"
+_RETURNED_AT, _CONNECTED_AT = "payments.returned_at", "payments.connected_at"
 
 
 def driver_url(url: str) -> str:
@@ -31,18 +46,148 @@ def driver_url(url: str) -> str:
     return url
 
 
-def engine_for(settings: CommonSettings, name: str) -> Engine:
-    """The engine a service builds from its settings (`name` shows in pg_stat_activity)."""
-    if settings.database_url is None:
-        raise ValueError("DATABASE_URL is required")
-    return make_engine(
-        settings.database_url.get_secret_value(),
-        role=settings.database_role,
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        name=name,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
+class Database:
+    """A bounded pool of psycopg2 connections and the two scopes a use case may run in."""
+
+    def __init__(self, engine: Engine, *, default_timeout_ms: int | None = None, prepare: bool = True):
+        self.engine = engine
+        self._prepare = prepare
+        self._default_timeout_ms = default_timeout_ms
+        self._lost_at = float("-inf")
+        event.listen(engine.pool, "connect", self._connected)
+        event.listen(engine.pool, "checkin", self._returned)
+        event.listen(engine.pool, "checkout", self._check_out)
+
+    @staticmethod
+    def _connected(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.autocommit = True  # scopes send BEGIN themselves, and only when needed
+        record.info[_CONNECTED_AT] = time.monotonic()
+
+    @staticmethod
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    def _check_out(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # After a lost connection every older one is suspect (a failover replaced the server):
+        # InvalidatePoolError makes the pool replace them all, then retry the checkout.
+        if record.info.get(_CONNECTED_AT, 0.0) <= self._lost_at:
+            raise exc.InvalidatePoolError()
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except psycopg2.Error as err:
+            raise exc.InvalidatePoolError() from err
+
+    def _budget(self, timeout_ms: int | None) -> str:
+        """`SET LOCAL statement_timeout` when the call's budget is below the connection default."""
+        if timeout_ms is None:
+            return ""
+        budget = max(int(timeout_ms), 1)
+        if self._default_timeout_ms is not None and budget >= self._default_timeout_ms:
+            return ""
+        return f"SET LOCAL statement_timeout = {budget}; "
+
+    @contextmanager
+    def _checkout(self) -> Iterator[PoolProxiedConnection]:
+        try:
+            connection = self.engine.raw_connection()
+        except exc.TimeoutError:
+            raise errors.Unavailable("the database is overloaded; retry", retry_after=1.0) from None
+        except (exc.DBAPIError, psycopg2.Error):
+            self._lost_at = time.monotonic()
+            raise errors.Unavailable("the database is unreachable; retry", retry_after=1.0) from None
+        try:
+            yield connection
+        finally:
+            connection.close()  # back to the pool (or discarded, if invalidated)
+
+    @contextmanager
+    def transaction(self, timeout_ms: int | None = None) -> Iterator[Session]:
+        """Several statements, committed together on success and rolled back on any error.
+
+        `timeout_ms` bounds every statement (the caller's remaining deadline), so an abandoned
+        call does not keep working in the database.
+        """
+        with self._checkout() as connection:
+            session = Session(
+                connection, self.translate, self._prepare, "BEGIN; " + self._budget(timeout_ms), single=False
+            )
+            try:
+                yield session
+            except BaseException:
+                self._end(connection, "ROLLBACK", quiet=True)
+                raise
+            if session.started:
+                self._end(connection, "COMMIT", quiet=False)
+
+    @contextmanager
+    def statement(self, timeout_ms: int | None = None) -> Iterator[Session]:
+        """At most one write, atomic on its own: no BEGIN or COMMIT round trips.
+
+        Reads before or after it each see a fresh snapshot, as they would in READ COMMITTED. With
+        a budget below the default timeout, `SET LOCAL` and the statement share one implicit
+        transaction (one query string, one round trip).
+        """
+        with self._checkout() as connection:
+            yield Session(connection, self.translate, self._prepare, self._budget(timeout_ms), single=True)
+
+    def _end(self, connection: PoolProxiedConnection, command: str, *, quiet: bool) -> None:
+        driver = cast(psycopg2.extensions.connection | None, connection.dbapi_connection)
+        if driver is None or driver.closed:
+            return
+        status = driver.info.transaction_status
+        if quiet and status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            return
+        if not quiet and status == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+            # a failed statement whose error was caught: COMMIT would quietly roll back
+            self._end(connection, "ROLLBACK", quiet=True)
+            raise RuntimeError("a statement of this transaction failed; it was rolled back")
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(command)
+        except psycopg2.Error as err:
+            if quiet:  # the error being raised matters more; never reuse this connection
+                connection.invalidate(err)
+                return
+            mapped = self.translate(err, connection)
+            if mapped is err:
+                raise
+            raise mapped from err
+
+    def translate(self, err: psycopg2.Error, connection: PoolProxiedConnection | None) -> Exception:
+        """The domain error of a driver failure; a lost connection is invalidated first."""
+        if isinstance(err, psycopg2.errors.QueryCanceled):
+            return errors.DeadlineExceeded("the deadline passed; the database work was cancelled")
+        if isinstance(err, psycopg2.errors.SerializationFailure | psycopg2.errors.DeadlockDetected):
+            return errors.Aborted("concurrent update conflict; retry", reason="CONCURRENT_UPDATE")
+        if isinstance(err, psycopg2.errors.LockNotAvailable):
+            return errors.Aborted("the record is busy; retry", reason="LOCK_TIMEOUT")
+        driver = connection.dbapi_connection if connection is not None else None
+        if isinstance(err, psycopg2.OperationalError | psycopg2.InterfaceError) or (
+            # e.g. a DatabaseError "server closed the connection unexpectedly": the dialect knows them
+            self.engine.dialect.is_disconnect(err, driver, None)  # type: ignore[arg-type]
+        ):
+            self._lost_at = time.monotonic()
+            if connection is not None:
+                connection.invalidate(err)
+            return errors.Unavailable("the database is unreachable; retry", retry_after=1.0)
+        return err  # a bug (a constraint the code should have checked first): INTERNAL
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query within the pool timeout."""
+        try:
+            with self.statement() as session:
+                session.rows("SELECT 1")
+            return True
+        except (errors.DomainError, psycopg2.Error):
+            return False
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
 
 
 def make_engine(
@@ -56,149 +201,37 @@ def make_engine(
 ) -> Engine:
     """An engine with a bounded pool; `role` is assumed at connect time (least privilege).
 
-    `statement_timeout_ms` becomes every connection's default statement timeout, so a unit of
-    work whose budget is not shorter needs no `SET LOCAL` round trip.
+    `statement_timeout_ms` becomes every connection's default, so a call whose budget is not
+    shorter sends no `SET LOCAL`.
     """
     options = "-c lock_timeout=3000"
     if role:
         options += f" -c role={role}"
     if statement_timeout_ms is not None:
         options += f" -c statement_timeout={int(statement_timeout_ms)}"
-    engine = create_engine(
+    return create_engine(
         driver_url(url),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout,
         pool_recycle=1800,
+        pool_reset_on_return=None,  # autocommit connections: scopes end their own transactions
         connect_args={"connect_timeout": 3, "application_name": name, "options": options},
     )
 
-    @event.listens_for(engine.pool, "connect")
-    def _connected(_dbapi_connection: Any, record: Any) -> None:
-        if statement_timeout_ms is not None:
-            record.info[_DEFAULT_TIMEOUT_MS] = int(statement_timeout_ms)
 
-    @event.listens_for(engine.pool, "checkin")
-    def _returned(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_RETURNED_AT] = time.monotonic()
-
-    @event.listens_for(engine.pool, "checkout")
-    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        returned = record.info.get(_RETURNED_AT)
-        if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as err:
-            # like pool_pre_ping: this and every older pooled connection is replaced
-            raise exc.InvalidatePoolError() from err
-
-    return engine
-
-
-@contextmanager
-def unit_of_work(engine: Engine, timeout_ms: int | None = None) -> Iterator[Connection]:
-    """One database transaction: committed on success, rolled back on any error.
-
-    A Core connection, not an ORM session: the services map rows themselves, and the
-    session's bookkeeping was measurable on every call.
-
-    `timeout_ms` bounds every statement (the remaining call deadline), so an
-    abandoned call does not keep working in the database.
-    """
-    with engine.begin() as connection:
-        budget = _shorter_budget(connection, timeout_ms)
-        if budget is not None:
-            connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
-        yield connection
-
-
-def _shorter_budget(connection: Connection, timeout_ms: int | None) -> int | None:
-    """The call's statement budget in ms when it is below the connection's default timeout."""
-    if timeout_ms is None:
-        return None
-    budget = max(int(timeout_ms), 1)
-    return budget if budget < connection.info.get(_DEFAULT_TIMEOUT_MS, math.inf) else None
-
-
-@contextmanager
-def autocommit(engine: Engine, timeout_ms: int | None = None) -> Iterator[Connection]:
-    """For a use case whose only write is one statement: every statement commits by itself.
-
-    A single statement is atomic on its own, so this spares the BEGIN and COMMIT round trips of
-    `unit_of_work` (reads that follow see a fresh snapshot, as they would in READ COMMITTED).
-    A call whose budget is shorter than the default statement timeout runs in a transaction
-    after all, because `SET LOCAL statement_timeout` needs one.
-    """
-    with engine.connect() as connection:
-        budget = _shorter_budget(connection, timeout_ms)
-        if budget is not None:
-            with connection.begin():
-                connection.execute(text(f"SET LOCAL statement_timeout = {budget}"))
-                yield connection
-            return
-        # the driver's autocommit flag, set and cleared by hand: SQLAlchemy's isolation_level
-        # option resets it at check-in with a call that raises when the server has gone away
-        driver = connection.connection.dbapi_connection
-        assert driver is not None
-        try:
-            driver.autocommit = True
-        except psycopg2.Error as err:  # closed under us: like any lost connection, UNAVAILABLE
-            connection.invalidate()
-            raise exc.OperationalError("autocommit", None, err, connection_invalidated=True) from err
-        try:
-            yield connection
-        finally:
-            with contextlib.suppress(psycopg2.Error):  # a broken connection is invalidated anyway
-                driver.autocommit = False
-
-
-def fetch(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """Run SQL text compiled ahead of time on the driver's cursor; the rows as plain tuples.
-
-    The hot path of the services: no statement building, compiling or result wrapping. A failure
-    is raised as SQLAlchemy would raise it (a `DBAPIError` subclass carrying the driver error,
-    which `translate` maps), and a lost connection is invalidated so the pool replaces it.
-    """
-    driver = connection.connection
-    cursor = driver.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
-    except psycopg2.Error as err:
-        lost = connection.dialect.is_disconnect(cast(Any, err), driver.dbapi_connection, cursor)
-        if lost:
-            connection.invalidate(err)
-        raise exc.DBAPIError.instance(
-            sql, dict(params), err, psycopg2.Error, connection_invalidated=lost, dialect=connection.dialect
-        ) from err
-    finally:
-        cursor.close()
-
-
-def translate(err: exc.SQLAlchemyError) -> errors.DomainError | None:
-    """Map database failures that are not bugs onto the canonical gRPC errors."""
-    original = getattr(err, "orig", None)
-    if isinstance(original, psycopg2.errors.QueryCanceled):
-        return errors.DeadlineExceeded("the deadline passed; the database work was cancelled")
-    if isinstance(original, psycopg2.errors.SerializationFailure | psycopg2.errors.DeadlockDetected):
-        return errors.Aborted("concurrent update conflict; retry", reason="CONCURRENT_UPDATE")
-    if isinstance(original, psycopg2.errors.LockNotAvailable):
-        return errors.Aborted("the record is busy; retry", reason="LOCK_TIMEOUT")
-    if isinstance(err, exc.TimeoutError):
-        return errors.Unavailable("the database is overloaded; retry", retry_after=1.0)
-    if isinstance(err, exc.OperationalError | exc.InterfaceError) or (
-        isinstance(err, exc.DBAPIError) and err.connection_invalidated
-    ):
-        return errors.Unavailable("the database is unreachable; retry", retry_after=1.0)
-    return None
-
-
-def ping(engine: Engine) -> bool:
-    """True when the database answers a trivial query within the pool timeout."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except exc.SQLAlchemyError:
-        return False
+def database_for(settings: CommonSettings, name: str) -> Database:
+    """The executor a service builds from its settings (`name` shows in pg_stat_activity)."""
+    if settings.database_url is None:
+        raise ValueError("DATABASE_URL is required")
+    engine = make_engine(
+        settings.database_url.get_secret_value(),
+        role=settings.database_role,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        name=name,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    return Database(
+        engine, default_timeout_ms=settings.db_statement_timeout_ms, prepare=settings.db_prepared_statements
+    )

@@ -1,166 +1,223 @@
-"""The one server interceptor: authenticates, translates errors to rich status, logs each RPC.
+"""Server interceptors, one job each, for the `grpc.aio` servers. In order, outermost first:
 
-Servicers raise DomainError subclasses and never call `context.abort` by
-hand. The identity is set inside the wrapped handler (it runs on the worker
-thread), because `intercept_service` runs before dispatch to the pool.
+- `Observe`: request id (from `x-request-id` or new, echoed in the trailers), one access-log line
+  and the metrics of each call;
+- `MapErrors`: a raised `DomainError` becomes a rich status (ErrorInfo, BadRequest, RetryInfo);
+  anything else is logged and INTERNAL. Servicers never call `context.abort` by hand;
+- `Authenticate`: the bearer token, verified, becomes the call's principal (`current_principal`).
+
+They share a `Call` record through a context variable; coroutines of one call run in one task,
+and `Offload` copies the context to the database threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sqlalchemy import exc
 
-from payments_common import db, metrics
+from payments_common import metrics
 from payments_common.errors import DomainError, InvalidArgument, Unauthenticated
+from payments_common.server import Offload
 from payments_common.tokens import Principal, TokenVerifier, bearer_token
 
 log = logging.getLogger("payments.rpc")
-_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
+Behaviour = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
 if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]  # of any request and response type
 else:
-    _Interceptor = grpc.ServerInterceptor
+    Interceptor = grpc.aio.ServerInterceptor
+    Handler = grpc.RpcMethodHandler
+
+
+@dataclass(slots=True)
+class Call:
+    """What the interceptors learn about one call, for its log line and metrics."""
+
+    request_id: str
+    principal: Principal | None = None
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str | None = None
+
+
+_call: ContextVar[Call | None] = ContextVar("call", default=None)
 
 
 def current_principal() -> Principal:
     """The verified caller of the RPC being handled."""
-    principal = _principal.get()
-    if principal is None:
+    call = _call.get()
+    if call is None or call.principal is None:
         raise Unauthenticated("missing authorization metadata", reason="TOKEN_MISSING")
-    return principal
+    return call.principal
 
 
-_UNDECODABLE = object()  # stands in for request bytes that are not a message of the method
+class _PerMethod(Interceptor):
+    """Wraps the unary behaviour of every method it applies to, once per method (not per call)."""
 
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """Let undecodable bytes reach the handler, where they become INVALID_ARGUMENT (not INTERNAL)."""
-    if deserialize is None:
-        return None
+    def applies(self, method: str) -> bool:
+        return not method.startswith(OPEN_SERVICES)
 
-    def parse(raw: bytes) -> Any:
-        try:
-            return deserialize(raw)
-        except Exception:  # DecodeError, invalid UTF-8 in a string field: the caller's bytes are bad
-            return _UNDECODABLE
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
+        raise NotImplementedError
 
-    return parse
+    def deserializer(self, original: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        return original
 
-
-class _Observer:
-    """The metric series of one method, looked up once instead of on every call."""
-
-    def __init__(self, method: str):
-        self.in_flight = metrics.IN_FLIGHT.labels(method)
-        self.latency = metrics.LATENCY.labels(method)
-        self._method = method
-        self._handled: dict[str, Any] = {}
-
-    def handled(self, code: str) -> Any:
-        counter = self._handled.get(code)
-        if counter is None:
-            counter = self._handled[code] = metrics.RPCS.labels(self._method, code)
-        return counter
-
-
-class ServiceInterceptor(_Interceptor):
-    """Wraps every unary handler of the service with auth, error mapping and an access log line."""
-
-    def __init__(
-        self, domain: str, verifier: TokenVerifier | None = None, public_methods: frozenset[str] = frozenset()
-    ):
-        self._domain = domain
-        self._verifier = verifier
-        self._public = public_methods
-        # method -> (the handler it wrapped, the wrapper): built once, not on every call
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
-
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: Any,
+    ) -> Handler:
+        handler = await continuation(details)
         method: str = details.method
-        if handler is None or handler.unary_unary is None or method.startswith(OPEN_SERVICES):
+        if handler is None or handler.unary_unary is None or not self.applies(method):
             return handler
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        authenticate = self._verifier is not None and method not in self._public
-        inner = handler.unary_unary
-
-        observe = _Observer(method)
-
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            return self._handle(inner, request, context, method, authenticate, observe)
-
         wrapper = grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=_tolerant(handler.request_deserializer),
+            self.wrap(method, handler.unary_unary),  # type: ignore[arg-type]  # an aio behaviour
+            request_deserializer=self.deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = (handler, wrapper)
         return wrapper
 
-    def _handle(
-        self,
-        inner: Callable[..., Any],
-        request: Any,
-        context: grpc.ServicerContext,
-        method: str,
-        authenticate: bool,
-        observe: _Observer,
-    ) -> Any:
-        started = time.perf_counter()
-        metadata = context.invocation_metadata()
-        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")[:64] or uuid.uuid4().hex
-        context.set_trailing_metadata((("x-request-id", request_id),))
-        failure: DomainError | None = None
-        principal: Principal | None = None
-        token = _principal.set(None)
-        observe.in_flight.inc()
-        try:
-            if authenticate:
-                assert self._verifier is not None
-                principal = self._verifier.verify(bearer_token(metadata))
-                _principal.set(principal)
-            if request is _UNDECODABLE:
-                raise InvalidArgument([("request", "is not a valid message of this method")])
-            return inner(request, context)
-        except DomainError as err:
-            failure = err
-        except exc.SQLAlchemyError as err:
-            failure = db.translate(err)
-            if failure is None:
-                log.exception("database error in %s", method)
-                failure = DomainError("internal error")
-        except Exception:
-            if context.code() is not None:  # type: ignore[attr-defined]  # the handler aborted on purpose
+
+class Observe(_PerMethod):
+    """Request id, access log line and metrics of every call."""
+
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
+        in_flight, latency = metrics.IN_FLIGHT.labels(method), metrics.LATENCY.labels(method)
+        handled: dict[grpc.StatusCode, Any] = {}
+        info = log.isEnabledFor  # checked per call: the level may change at run time
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            given = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
+            call = Call(str(given)[:64] or uuid.uuid4().hex)
+            context.set_trailing_metadata((("x-request-id", call.request_id),))
+            token = _call.set(call)
+            in_flight.inc()
+            try:
+                return await inner(request, context)
+            except asyncio.CancelledError:
+                call.code = grpc.StatusCode.CANCELLED
                 raise
-            log.exception("unhandled error in %s", method)
-            failure = DomainError("internal error")
-        finally:
-            _principal.reset(token)
-            observe.in_flight.dec()
-            code = failure.code if failure else (context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
-            elapsed = time.perf_counter() - started
-            observe.handled(code.name).inc()
-            observe.latency.observe(elapsed)
-            log.info(
-                "rpc",
-                extra={
-                    "rpc_method": method,
-                    "rpc_code": code.name,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "principal": principal.subject if principal else None,
-                    "request_id": request_id,
-                    "reason": failure.reason if failure else None,
-                },
-            )
-        context.abort_with_status(failure.to_status(self._domain))
+            finally:
+                _call.reset(token)
+                in_flight.dec()
+                elapsed = time.perf_counter() - started
+                counter = handled.get(call.code)
+                if counter is None:
+                    counter = handled[call.code] = metrics.RPCS.labels(method, call.code.name)
+                counter.inc()
+                latency.observe(elapsed)
+                if info(logging.INFO):
+                    log.info(
+                        "rpc",
+                        extra={
+                            "rpc_method": method,
+                            "rpc_code": call.code.name,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "principal": call.principal.subject if call.principal else None,
+                            "request_id": call.request_id,
+                            "reason": call.reason,
+                        },
+                    )
+
+        return observed
+
+
+_UNDECODABLE = object()  # stands in for request bytes that are not a message of the method
+
+
+class MapErrors(_PerMethod):
+    """Domain errors become rich status; undecodable requests INVALID_ARGUMENT; the rest INTERNAL."""
+
+    def __init__(self, domain: str):
+        super().__init__()
+        self._domain = domain
+
+    def deserializer(self, original: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        if original is None:
+            return None
+
+        def tolerant(raw: bytes) -> Any:
+            try:
+                return original(raw)
+            except Exception:  # DecodeError, invalid UTF-8 in a string field: the caller's bytes are bad
+                return _UNDECODABLE
+
+        return tolerant
+
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                if request is _UNDECODABLE:
+                    raise InvalidArgument([("request", "is not a valid message of this method")])
+                return await inner(request, context)
+            except DomainError as err:
+                failure = err
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                failure = DomainError("internal error")
+            call = _call.get()
+            trailers: tuple[tuple[str, str | bytes], ...] = ()
+            if call is not None:
+                call.code, call.reason = failure.code, failure.reason
+                trailers = (("x-request-id", call.request_id),)
+            status = failure.to_status(self._domain)
+            await context.abort(status.code, status.details, (*status.trailing_metadata, *trailers))
+
+        return mapped
+
+
+class Authenticate(_PerMethod):
+    """Verifies the bearer token of every method but the public ones."""
+
+    def __init__(
+        self, verifier: TokenVerifier, offload: Offload, public_methods: frozenset[str] = frozenset()
+    ):
+        super().__init__()
+        self._verifier = verifier
+        self._offload = offload
+        self._public = public_methods
+
+    def applies(self, method: str) -> bool:
+        return super().applies(method) and method not in self._public
+
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
+        verifier, offload = self._verifier, self._offload
+
+        async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = bearer_token(tuple(context.invocation_metadata() or ()))
+            # a token seen before is answered from memory; a new one may need a key fetch, which blocks
+            principal = verifier.remembered(token) or await offload(verifier.verify, token)
+            call = _call.get()
+            if call is not None:
+                call.principal = principal
+            return await inner(request, context)
+
+        return authenticated
+
+
+def interceptors_for(
+    domain: str, verifier: TokenVerifier, offload: Offload, public_methods: frozenset[str] = frozenset()
+) -> list[Interceptor]:
+    """The interceptors of a service, outermost first (the order the module docstring explains)."""
+    return [Observe(), MapErrors(domain), Authenticate(verifier, offload, public_methods)]

@@ -1,7 +1,17 @@
-"""Server bootstrap shared by both services: health, reflection, TLS, graceful shutdown."""
+"""Server bootstrap shared by both services: `grpc.aio` on uvloop, health, reflection, TLS, drain.
+
+Each call is a coroutine on one event loop, so a call that has sent its headers and no message
+holds no thread; database work runs on a bounded thread pool (`Offload`). The loop runs on a
+thread of its own, so `start_server` returns a handle that plain (synchronous) code, the tests
+and the signal handler of `serve_until_signalled`, can stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import logging
 import signal
 import threading
@@ -9,10 +19,12 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
 from payments_common import metrics
@@ -24,6 +36,32 @@ log = logging.getLogger("payments.server")
 LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+P = ParamSpec("P")
+if TYPE_CHECKING:
+    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Interceptor = grpc.aio.ServerInterceptor
+T = TypeVar("T")
+
+
+class Offload:
+    """The bounded thread pool that runs blocking work (psycopg2, hashing) for the coroutines.
+
+    The caller's context variables (the verified principal, the call record) are copied along.
+    """
+
+    def __init__(self, workers: int, name: str = "db"):
+        self._pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on the pool and await its result."""
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def shutdown(self) -> None:
+        """Finish queued work and stop the threads."""
+        self._pool.shutdown(wait=True)
 
 
 @dataclass
@@ -31,44 +69,62 @@ class Service:
     """One gRPC service to serve: its full name and a function that registers it on a server."""
 
     name: str
-    register: Callable[[grpc.Server], None]
+    register: Callable[[grpc.aio.Server], None]
+
+
+class StartupError(Exception):
+    """The server could not start (e.g. the port is taken); the message names why."""
 
 
 @dataclass
 class RunningServer:
-    """A started server with its health state; `stop` drains it gracefully."""
+    """A started server on its event loop thread; `stop` drains it gracefully."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
     service_names: list[str]
     probe: Callable[[], bool]
     interval: float
     grace: float
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
     metrics_port: int | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
-    _stopping: threading.Event = field(default_factory=threading.Event)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: threading.Event = field(default_factory=threading.Event)
 
-    def _set_health(self, status: int) -> None:
+    async def set_health(self, status: int) -> None:
+        """Set every readiness entry ("" and each service) to `status`."""
         for name in ["", *self.service_names]:
-            self.health.set(name, status)
+            await self.health.set(name, status)
 
-    def watch_health(self) -> None:
-        """Follow database reachability until stopped (runs on a daemon thread)."""
+    async def watch_health(self) -> None:
+        """Follow database reachability until stopped (the probe blocks, so it runs on a thread)."""
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
-            self._set_health(SERVING if self.probe() else NOT_SERVING)
-            self._stopping.wait(self.interval)
+            ok = await loop.run_in_executor(None, self.probe)
+            if not self._stopping.is_set():
+                await self.set_health(SERVING if ok else NOT_SERVING)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+
+    async def _drain(self) -> None:
+        self._stopping.set()
+        await self.health.enter_graceful_shutdown()
+        log.info("draining", extra={"grace_seconds": self.grace})
+        await self.server.stop(self.grace)
 
     def stop(self) -> None:
         """Turn NOT_SERVING first, then refuse new calls and let in-flight ones finish."""
-        if self._stopping.is_set():
+        if self._stopped.is_set():
             return
-        self._stopping.set()
-        self.health.enter_graceful_shutdown()
-        log.info("draining", extra={"grace_seconds": self.grace})
-        self.server.stop(self.grace).wait()
+        self._stopped.set()
+        asyncio.run_coroutine_threadsafe(self._drain(), self.loop).result()
         for close in self.closers:
             close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
         log.info("stopped")
 
 
@@ -82,27 +138,24 @@ def _credentials(settings: CommonSettings) -> grpc.ServerCredentials | None:
     )
 
 
-def start_server(
+async def _start(
     settings: CommonSettings,
     port: int,
     services: Sequence[Service],
-    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]],
-    probe: Callable[[], bool],
-    metrics_port: int | None = None,
-) -> RunningServer:
-    """Start a server with the services, health, (unless disabled) reflection and metrics."""
+    interceptors: Sequence[Interceptor],
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     limit = settings.grpc_max_message_bytes
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
+    server = grpc.aio.server(
         interceptors=list(interceptors),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 1),
+            # a second instance on a port in use must fail, not take half the connections
+            ("grpc.so_reuseport", 0),
         ],
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.name for s in services]
     for service in services:
@@ -121,22 +174,45 @@ def start_server(
                 "listening with TLS", extra={"port": bound, "mtls": settings.tls_client_ca_file is not None}
             )
     except RuntimeError:
-        raise SystemExit(f"start-up error: cannot listen on {address} (port in use?)") from None
-    server.start()
-    bound_metrics = metrics.serve(metrics_port)
+        raise StartupError(f"start-up error: cannot listen on {address} (port in use?)") from None
+    await server.start()
+    await health_servicer.set(LIVENESS, SERVING)
+    return server, bound, health_servicer
+
+
+def start_server(
+    settings: CommonSettings,
+    port: int,
+    services: Sequence[Service],
+    interceptors: Sequence[Interceptor],
+    probe: Callable[[], bool],
+    metrics_port: int | None = None,
+) -> RunningServer:
+    """Start a server with the services, health, (unless disabled) reflection and metrics."""
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
+    thread.start()
+    try:
+        server, bound, health_servicer = asyncio.run_coroutine_threadsafe(
+            _start(settings, port, services, interceptors), loop
+        ).result()
+    except StartupError as err:
+        loop.call_soon_threadsafe(loop.stop)
+        raise SystemExit(str(err)) from None
     running = RunningServer(
         server=server,
         port=bound,
         health=health_servicer,
-        service_names=names,
+        service_names=[s.name for s in services],
         probe=probe,
         interval=settings.health_check_interval_seconds,
         grace=settings.shutdown_grace_seconds,
-        metrics_port=bound_metrics,
+        loop=loop,
+        thread=thread,
+        metrics_port=metrics.serve(metrics_port),
     )
-    health_servicer.set(LIVENESS, SERVING)
-    running._set_health(SERVING if probe() else NOT_SERVING)
-    threading.Thread(target=running.watch_health, name="health", daemon=True).start()
+    asyncio.run_coroutine_threadsafe(running.set_health(SERVING if probe() else NOT_SERVING), loop).result()
+    asyncio.run_coroutine_threadsafe(running.watch_health(), loop)
     return running
 
 

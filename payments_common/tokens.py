@@ -115,13 +115,20 @@ class TokenVerifier:
         self._verified: dict[str, Principal] = {}
         self._cache_lock = threading.Lock()
 
-    def verify(self, token: str) -> Principal:
-        """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise."""
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not expired since (no I/O, no crypto)."""
         cached = self._verified.get(token)
         if cached is not None:
             if time.time() < cached.expires_at:
                 return cached
             self._verified.pop(token, None)
+        return None
+
+    def verify(self, token: str) -> Principal:
+        """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise."""
+        cached = self.remembered(token)
+        if cached is not None:
+            return cached
         principal = self._verify(token)
         if self._cache_size > 0:
             self._remember(token, principal)

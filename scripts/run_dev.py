@@ -60,13 +60,13 @@ def main() -> int:
     os.environ.update(env)
     settings = load_settings(AuthSettings)
     if dev_database:
-        service, _keys, engine = build_service(settings)
+        service, _keys, database = build_service(settings)
         try:
             service.register(DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, "Dev Admin", roles=("user", "admin"))
         except AlreadyExists:
             pass
         finally:
-            engine.dispose()
+            database.dispose()
     children = [
         subprocess.Popen(
             [sys.executable, "-m", module],

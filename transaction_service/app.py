@@ -11,8 +11,8 @@ from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments.transaction.v1 import transaction_pb2_grpc
 from payments_common import db, metrics
 from payments_common.config import TransactionSettings
-from payments_common.interceptors import ServiceInterceptor
-from payments_common.server import RunningServer, Service, start_server
+from payments_common.interceptors import interceptors_for
+from payments_common.server import Offload, RunningServer, Service, start_server
 from payments_common.tokens import (
     HS256_KID,
     CachedKeys,
@@ -22,10 +22,10 @@ from payments_common.tokens import (
     keys_from_jwks,
 )
 from transaction_service.pagination import PageTokens
+from transaction_service.repository import PostgresStore
 from transaction_service.service import Payments
-from transaction_service.servicer import TransactionServicer
+from transaction_service.servicer import PUBLIC_METHODS, SERVICE_NAME, TransactionServicer
 
-SERVICE_NAME = "payments.transaction.v1.TransactionService"
 ERROR_DOMAIN = "transaction.payments"
 JWKS_DEADLINE_SECONDS = 2.0
 
@@ -70,10 +70,12 @@ def verifier(settings: TransactionSettings) -> TokenVerifier:
 
 def start(settings: TransactionSettings) -> RunningServer:
     """Start the transaction service; `running.stop()` drains it and releases the pool."""
-    engine = db.engine_for(settings, "transaction_service")
+    database = db.database_for(settings, "transaction_service")
     secret = settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
+    offload = Offload(settings.grpc_max_workers)
     servicer = TransactionServicer(
-        Payments(engine, PageTokens(secret)),
+        Payments(PostgresStore(database), PageTokens(secret)),
+        offload,
         settings.db_statement_timeout_ms,
         settings.grpc_max_message_bytes,
     )
@@ -85,10 +87,10 @@ def start(settings: TransactionSettings) -> RunningServer:
         settings,
         settings.transaction_port,
         services=[service],
-        interceptors=[ServiceInterceptor(ERROR_DOMAIN, verifier(settings))],
-        probe=lambda: db.ping(engine),
+        interceptors=interceptors_for(ERROR_DOMAIN, verifier(settings), offload, PUBLIC_METHODS),
+        probe=database.ping,
         metrics_port=settings.transaction_metrics_port,
     )
-    metrics.watch_pool(engine)
-    running.closers.append(engine.dispose)
+    metrics.watch_pool(database.engine)
+    running.closers += [offload.shutdown, database.dispose]
     return running

@@ -34,7 +34,15 @@ class TxType(StrEnum):
     REFUND = "REFUND"
 
 
-FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# The status machine, declared once: what each status may become. The compare-and-set of a status
+# change (`sql.CHANGE_STATUS`) is given `sources(target)`, so the database enforces this table.
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+FINAL = frozenset(status for status, following in TRANSITIONS.items() if not following)
 SETTLEMENTS = frozenset({Status.COMPLETED, Status.FAILED})  # need the settle scope
 RELEASING = frozenset({Status.FAILED, Status.CANCELLED})  # a refund in these no longer counts
 
@@ -84,7 +92,7 @@ class Transaction:
     refund_of: UUID | None
     refunded_minor: int
     version: int
-    fingerprint: bytes
+    request_fingerprint: bytes
     created_at: datetime
     updated_at: datetime
 
@@ -109,7 +117,7 @@ class Event:
 
 def replay(existing: Transaction, request: NewTransaction) -> Transaction:
     """The original transaction for a true retry; a key reused for another request is refused."""
-    if existing.fingerprint != request.fingerprint():
+    if existing.request_fingerprint != request.fingerprint():
         raise AlreadyExists(
             "the idempotency key was already used with a different request",
             reason="IDEMPOTENCY_KEY_REUSED",
@@ -117,22 +125,25 @@ def replay(existing: Transaction, request: NewTransaction) -> Transaction:
     return existing
 
 
-def is_change(tx: Transaction, target: Status, etag: int | None) -> bool:
-    """Decide an update: False for a no-op, True for a legal change; raise otherwise.
+def sources(target: Status) -> list[str]:
+    """The statuses that may become `target` (as the database stores them)."""
+    return sorted(status.value for status, following in TRANSITIONS.items() if target in following)
 
-    Repeating the current status is OK even with an old etag, so a caller may
-    safely retry an update that already succeeded.
+
+def unchanged(current: Transaction, target: Status, etag: int | None) -> Transaction:
+    """The answer when the compare-and-set changed nothing: OK for a repeat, else why not.
+
+    Repeating the current status is OK even with an old etag, so a caller may safely retry an
+    update that already succeeded; then a stale etag is ABORTED, anything else an illegal move.
     """
-    if tx.status == target:
-        return False
-    if etag is not None and etag != tx.version:
+    if current.status == target:
+        return current
+    if etag is not None and etag != current.version:
         raise Aborted("the transaction changed since it was read (stale etag)", reason="ETAG_MISMATCH")
-    if tx.status != Status.PENDING or target not in FINAL:
-        raise FailedPrecondition(
-            f"a {tx.status.value} transaction cannot become {target.value}",
-            reason="INVALID_STATUS_TRANSITION",
-        )
-    return True
+    raise FailedPrecondition(
+        f"a {current.status.value} transaction cannot become {target.value}",
+        reason="INVALID_STATUS_TRANSITION",
+    )
 
 
 def check_refund(payment: Transaction, refund: NewTransaction) -> None:

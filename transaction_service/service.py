@@ -1,37 +1,36 @@
-"""Use cases of the transaction service; each runs in exactly one unit of work."""
+"""Use cases of the transaction service; each runs in exactly one scope of the store."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import Engine
-
-from payments_common.db import autocommit, unit_of_work
 from payments_common.errors import Aborted, NotFound, Unauthenticated
 from payments_common.tokens import Principal
 from transaction_service import domain, policy
 from transaction_service.domain import Event, NewTransaction, Status, Transaction
 from transaction_service.pagination import Cursor, ListFilter, PageTokens
-from transaction_service.repository import Account, TransactionRepository
+from transaction_service.repository import Account, Repository, Store
 
 
-def _require_active(repo: TransactionRepository, principal: Principal) -> None:
-    """A token stops working once its user or service principal is disabled or deleted.
-
-    The main queries already require an active caller (`active=`), so this extra look-up runs
-    only when they found nothing, to tell a disabled caller from a missing row.
-    """
-    if not repo.account_active(_active(principal)):
-        raise _inactive(principal)
-
-
-def _active(principal: Principal) -> Account:
+def _caller(principal: Principal) -> Account:
     """The account that must exist and be enabled for the call: the caller's own."""
     return Account(principal.kind, policy.caller_id(principal))
 
 
+def _not_found(repo: Repository, principal: Principal) -> Exception:
+    """Why a main statement found nothing: the caller was disabled, or the row is not visible.
+
+    The main statements already require an active caller, so this look-up runs only when they
+    found nothing, to tell a disabled caller from a missing row.
+    """
+    return (
+        NotFound(domain.NOT_FOUND_MESSAGE) if repo.caller_active(_caller(principal)) else _inactive(principal)
+    )
+
+
 def _inactive(principal: Principal) -> Unauthenticated:
+    """A token stops working once its user or service principal is disabled or deleted."""
     if principal.kind == "service":
         return Unauthenticated(
             "the token's service principal is disabled or no longer exists", reason="PRINCIPAL_DISABLED"
@@ -40,57 +39,53 @@ def _inactive(principal: Principal) -> Unauthenticated:
 
 
 class Payments:
-    """Creates, reads, lists and settles payment records on one database engine."""
+    """Creates, reads, lists and changes payment records."""
 
-    def __init__(self, engine: Engine, tokens: PageTokens):
-        self._engine = engine
+    def __init__(self, store: Store, tokens: PageTokens):
+        self._store = store
         self._tokens = tokens
 
     def create(self, principal: Principal, new: NewTransaction, timeout_ms: int) -> Transaction:
         """Record a PENDING payment or refund, or return the original on an idempotent retry."""
         owner = policy.account_owner(principal)
         if new.refund_of is None:  # one statement, which itself requires an active owner
-            with autocommit(self._engine, timeout_ms) as session:
-                repo = TransactionRepository(session)
+            with self._store.statement(timeout_ms) as repo:
                 created = repo.insert(owner, new, principal.subject)
                 return created or self._original(repo, principal, owner, new)
-        with unit_of_work(self._engine, timeout_ms) as session:
-            return self._create_refund(TransactionRepository(session), principal, owner, new)
+        with self._store.transaction(timeout_ms) as repo:
+            return self._create_refund(repo, principal, owner, new)
 
-    @staticmethod
     def _create_refund(
-        repo: TransactionRepository, principal: Principal, owner: UUID, new: NewTransaction
+        self, repo: Repository, principal: Principal, owner: UUID, new: NewTransaction
     ) -> Transaction:
-        # Lock the payment first: refunds of one payment queue here, so the
-        # remaining amount they check is never stale. Look the key up under
-        # the lock, so a concurrent retry finds the original, not "exceeds".
+        # Lock the payment first: refunds of one payment queue here, so the remaining amount they
+        # check is never stale. Look the key up under the lock, so a concurrent retry finds the
+        # original, not "exceeds".
         assert new.refund_of is not None
-        actor = principal.subject
-        payment = repo.get(new.refund_of, owner, lock=True, active=Account("user", owner))
-        if payment is None:
-            _require_active(repo, principal)
+        payment = repo.lock_payment(new.refund_of, owner, _caller(principal))
+        if payment is None and not repo.caller_active(_caller(principal)):
+            raise _inactive(principal)
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
         if payment is None:
             raise NotFound(domain.NOT_FOUND_MESSAGE)
         domain.check_refund(payment, new)
-        created = repo.insert(owner, new, actor)
+        created = repo.insert(owner, new, principal.subject)
         if created is None:
-            return Payments._original(repo, principal, owner, new)
+            return self._original(repo, principal, owner, new)
         repo.add_refunded(payment.id, new.amount_minor)
         return created
 
     @staticmethod
-    def _original(
-        repo: TransactionRepository, principal: Principal, owner: UUID, new: NewTransaction
-    ) -> Transaction:
+    def _original(repo: Repository, principal: Principal, owner: UUID, new: NewTransaction) -> Transaction:
         """After an insert that created nothing: the key's original row, or why there is none."""
+        # the insert also finds nothing for a disabled owner: that comes first, as on every path
+        if not repo.caller_active(_caller(principal)):
+            raise _inactive(principal)
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
-        if not repo.account_active(Account("user", owner)):
-            raise _inactive(principal)  # disabled while this request was under way
         raise Aborted(
             "a concurrent request with this idempotency key did not finish; retry",
             reason="CONCURRENT_REQUEST",
@@ -98,12 +93,10 @@ class Payments:
 
     def get(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Transaction:
         """One transaction the caller may see."""
-        with autocommit(self._engine, timeout_ms) as session:
-            repo = TransactionRepository(session)
-            tx = repo.get(tx_id, policy.owner_scope(principal), active=_active(principal))
+        with self._store.statement(timeout_ms) as repo:
+            tx = repo.get(tx_id, policy.owner_scope(principal), _caller(principal))
             if tx is None:
-                _require_active(repo, principal)
-                raise NotFound(domain.NOT_FOUND_MESSAGE)
+                raise _not_found(repo, principal)
         return tx
 
     def update_status(
@@ -115,56 +108,32 @@ class Payments:
         reason: str,
         timeout_ms: int,
     ) -> Transaction:
-        """Move a transaction along the status machine; one of N racers wins.
+        """Move a transaction along the status machine in one statement; one of N racers wins.
 
-        The common case, a PENDING transaction settled or cancelled, is one compare-and-set
-        statement. When it matches nothing, the row is read under a lock to give the exact answer
-        (a repeat of the current status is OK, then ETAG_MISMATCH, INVALID_STATUS_TRANSITION or
-        NOT_FOUND), exactly as if the compare-and-set had not been tried.
+        The statement changes the row or returns it as it is; then the answer is exact: a repeat of
+        the current status is OK, otherwise ETAG_MISMATCH or INVALID_STATUS_TRANSITION.
         """
         policy.authorize_target(principal, target)
-        owner, active = policy.owner_scope(principal), _active(principal)
-        if target in domain.FINAL:
-            with autocommit(self._engine, timeout_ms) as session:
-                changed = TransactionRepository(session).settle_pending(
-                    tx_id,
-                    target,
-                    owner=owner,
-                    active=active,
-                    etag=etag,
-                    actor=principal.subject,
-                    reason=reason,
-                )
-            if changed is not None:
-                return changed
-        with unit_of_work(self._engine, timeout_ms) as session:
-            repo = TransactionRepository(session)
-            tx = repo.get(tx_id, owner, lock=True, active=active)
-            if tx is None:
-                _require_active(repo, principal)
-                raise NotFound(domain.NOT_FOUND_MESSAGE)
-            if not domain.is_change(tx, target, etag):
-                return tx
-            # PENDING at this version, and locked: the compare-and-set cannot miss now
-            changed = repo.settle_pending(
-                tx.id,
+        with self._store.statement(timeout_ms) as repo:
+            outcome = repo.change_status(
+                tx_id,
                 target,
-                owner=None,
-                active=None,
-                etag=tx.version,
+                etag,
+                owner=policy.owner_scope(principal),
+                caller=_caller(principal),
                 actor=principal.subject,
                 reason=reason,
             )
-            assert changed is not None, "a locked PENDING row changed under its lock"
-            return changed
+            if outcome is None:
+                raise _not_found(repo, principal)
+        changed, tx = outcome
+        return tx if changed else domain.unchanged(tx, target, etag)
 
     def events(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Sequence[Event]:
         """The audit trail of a transaction the caller may see."""
-        with autocommit(self._engine, timeout_ms) as session:
-            repo = TransactionRepository(session)
-            if repo.get(tx_id, policy.owner_scope(principal), active=_active(principal)) is None:
-                _require_active(repo, principal)
-                raise NotFound(domain.NOT_FOUND_MESSAGE)
+        with self._store.statement(timeout_ms) as repo:
+            if repo.get(tx_id, policy.owner_scope(principal), _caller(principal)) is None:
+                raise _not_found(repo, principal)
             return repo.events(tx_id)
 
     def list(
@@ -172,11 +141,10 @@ class Payments:
     ) -> tuple[list[Transaction], str]:
         """One page, newest first, and the token of the next page ("" when it was the last)."""
         cursor = self._tokens.read(page_token, principal.subject, listing) if page_token else None
-        with autocommit(self._engine, timeout_ms) as session:
-            repo = TransactionRepository(session)
-            rows = repo.page(listing, cursor, size + 1, active=_active(principal))
-            if not rows:
-                _require_active(repo, principal)
+        with self._store.statement(timeout_ms) as repo:
+            rows = repo.page(listing, cursor, size + 1, _caller(principal))
+            if not rows and not repo.caller_active(_caller(principal)):
+                raise _inactive(principal)
         if len(rows) <= size:
             return rows, ""
         return rows[:size], self.token_after(principal, listing, rows[size - 1])

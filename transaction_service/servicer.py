@@ -1,6 +1,6 @@
-"""gRPC entry point: wire messages in, one service call, wire messages out. No SQL, no rules.
+"""gRPC entry point: wire messages in, one use case on the database threads, wire messages out.
 
-Errors are raised as DomainError and mapped to status by the shared interceptor.
+No SQL, no rules. Errors are raised as DomainError and mapped to status by the interceptors.
 """
 
 from __future__ import annotations
@@ -12,23 +12,36 @@ from uuid import UUID
 import grpc
 
 from payments.transaction.v1 import transaction_pb2 as pb
+from payments.transaction.v1 import transaction_pb2_grpc
 from payments_common.errors import DeadlineExceeded, InvalidArgument
 from payments_common.interceptors import current_principal
+from payments_common.server import Offload
 from transaction_service import policy, validation, wire
 from transaction_service.pagination import ListFilter
 from transaction_service.service import Payments
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TransactionService"].full_name
+PUBLIC_METHODS: frozenset[str] = frozenset()  # every call needs a verified access token
+Context = grpc.aio.ServicerContext
 
-class TransactionServicer:
+
+class TransactionServicer(transaction_pb2_grpc.TransactionServiceServicer):
     """Implements payments.transaction.v1.TransactionService."""
 
-    def __init__(self, payments: Payments, statement_timeout_ms: int, max_message_bytes: int = 1024 * 1024):
+    def __init__(
+        self,
+        payments: Payments,
+        offload: Offload,
+        statement_timeout_ms: int,
+        max_message_bytes: int = 1 << 20,
+    ):
         self._payments = payments
+        self._offload = offload
         self._max_timeout_ms = statement_timeout_ms
         # room for the page token and framing; a page never outgrows the send limit
         self._max_page_bytes = max(max_message_bytes - 1024, 1)
 
-    def _budget_ms(self, context: grpc.ServicerContext) -> int:
+    def _budget_ms(self, context: Context[Any, Any]) -> int:
         """The caller's remaining time bounds each statement, so abandoned work stops in the database."""
         remaining = context.time_remaining()
         if remaining is None or remaining * 1000 >= self._max_timeout_ms:
@@ -37,7 +50,11 @@ class TransactionServicer:
             raise DeadlineExceeded("the deadline passed before the work started")
         return max(int(remaining * 1000), 1)
 
-    def CreateTransaction(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def CreateTransaction(
+        self,
+        request: pb.CreateTransactionRequest,
+        context: Context[pb.CreateTransactionRequest, pb.CreateTransactionResponse],
+    ) -> pb.CreateTransactionResponse:
         new = validation.new_transaction(
             wire.tx_type(request.type),
             request.amount_minor,
@@ -47,20 +64,28 @@ class TransactionServicer:
             request.idempotency_key,
             request.refund_of,
         )
-        tx = self._payments.create(current_principal(), new, self._budget_ms(context))
+        tx = await self._offload(self._payments.create, current_principal(), new, self._budget_ms(context))
         return pb.CreateTransactionResponse(transaction=wire.transaction(tx))
 
-    def GetTransaction(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def GetTransaction(
+        self,
+        request: pb.GetTransactionRequest,
+        context: Context[pb.GetTransactionRequest, pb.GetTransactionResponse],
+    ) -> pb.GetTransactionResponse:
         tx_id = validation.require_uuid("id", request.id)
-        tx = self._payments.get(current_principal(), tx_id, self._budget_ms(context))
+        tx = await self._offload(self._payments.get, current_principal(), tx_id, self._budget_ms(context))
         return pb.GetTransactionResponse(transaction=wire.transaction(tx))
 
-    def ListTransactions(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ListTransactions(
+        self,
+        request: pb.ListTransactionsRequest,
+        context: Context[pb.ListTransactionsRequest, pb.ListTransactionsResponse],
+    ) -> pb.ListTransactionsResponse:
         principal = current_principal()
         size, requested_user, listing = self._list_query(request)
         listing = replace(listing, owner=policy.list_owner(principal, requested_user))
-        rows, next_token = self._payments.list(
-            principal, listing, request.page_token, size, self._budget_ms(context)
+        rows, next_token = await self._offload(
+            self._payments.list, principal, listing, request.page_token, size, self._budget_ms(context)
         )
         messages = [wire.transaction(tx) for tx in rows]
         reply = pb.ListTransactionsResponse(transactions=messages, next_page_token=next_token)
@@ -76,7 +101,7 @@ class TransactionServicer:
         return reply  # the rows fit; the token uses the 1 KiB kept free for it
 
     @staticmethod
-    def _list_query(request: Any) -> tuple[int, UUID | None, ListFilter]:
+    def _list_query(request: pb.ListTransactionsRequest) -> tuple[int, UUID | None, ListFilter]:
         """Page size, the admin's user_id (if any) and the filter, with every bad field reported at once."""
         violations: list[tuple[str, str]] = []
         size = validation.page_size(violations, request.page_size)
@@ -96,16 +121,32 @@ class TransactionServicer:
             raise InvalidArgument(violations)
         return size, requested, listing
 
-    def UpdateTransactionStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def UpdateTransactionStatus(
+        self,
+        request: pb.UpdateTransactionStatusRequest,
+        context: Context[pb.UpdateTransactionStatusRequest, pb.UpdateTransactionStatusResponse],
+    ) -> pb.UpdateTransactionStatusResponse:
         tx_id, target, etag = validation.update_request(
             request.id, wire.status(request.status), request.etag, request.reason
         )
-        tx = self._payments.update_status(
-            current_principal(), tx_id, target, etag, request.reason, self._budget_ms(context)
+        tx = await self._offload(
+            self._payments.update_status,
+            current_principal(),
+            tx_id,
+            target,
+            etag,
+            request.reason,
+            self._budget_ms(context),
         )
         return pb.UpdateTransactionStatusResponse(transaction=wire.transaction(tx))
 
-    def ListTransactionEvents(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ListTransactionEvents(
+        self,
+        request: pb.ListTransactionEventsRequest,
+        context: Context[pb.ListTransactionEventsRequest, pb.ListTransactionEventsResponse],
+    ) -> pb.ListTransactionEventsResponse:
         tx_id = validation.require_uuid("transaction_id", request.transaction_id)
-        found = self._payments.events(current_principal(), tx_id, self._budget_ms(context))
+        found = await self._offload(
+            self._payments.events, current_principal(), tx_id, self._budget_ms(context)
+        )
         return pb.ListTransactionEventsResponse(events=[wire.event(ev) for ev in found])

@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from transaction_service.domain import Event, Status, Transaction, TxType
 
-STATUS_TO_WIRE: dict[Status, Any] = {
+STATUS_TO_WIRE: dict[Status, pb.TransactionStatus] = {
     Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
     Status.COMPLETED: pb.TRANSACTION_STATUS_COMPLETED,
     Status.FAILED: pb.TRANSACTION_STATUS_FAILED,
     Status.CANCELLED: pb.TRANSACTION_STATUS_CANCELLED,
 }
-TYPE_TO_WIRE: dict[TxType, Any] = {
+TYPE_TO_WIRE: dict[TxType, pb.TransactionType] = {
     TxType.PAYMENT: pb.TRANSACTION_TYPE_PAYMENT,
     TxType.REFUND: pb.TRANSACTION_TYPE_REFUND,
 }
-_STATUS_FROM_WIRE = {v: k for k, v in STATUS_TO_WIRE.items()}
-_TYPE_FROM_WIRE = {v: k for k, v in TYPE_TO_WIRE.items()}
+_STATUS_FROM_WIRE: dict[int, Status] = {v: k for k, v in STATUS_TO_WIRE.items()}
+_TYPE_FROM_WIRE: dict[int, TxType] = {v: k for k, v in TYPE_TO_WIRE.items()}
 
 
-def status(value: int) -> Status | None:
+def status(value: pb.TransactionStatus | int) -> Status | None:
     """The domain status, or None for UNSPECIFIED and values this build does not know."""
     return _STATUS_FROM_WIRE.get(value)
 
 
-def tx_type(value: int) -> TxType | None:
+def tx_type(value: pb.TransactionType | int) -> TxType | None:
     """The domain type, or None for UNSPECIFIED and unknown values."""
     return _TYPE_FROM_WIRE.get(value)
 
@@ -45,7 +45,7 @@ def timestamp(moment: datetime) -> Timestamp:
     return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
-def optional_time(violations: list[tuple[str, str]], message: Any, field: str) -> datetime | None:
+def optional_time(violations: list[tuple[str, str]], message: Message, field: str) -> datetime | None:
     """An aware datetime if the Timestamp field is set, else None."""
     if not message.HasField(field):
         return None
@@ -57,21 +57,21 @@ def optional_time(violations: list[tuple[str, str]], message: Any, field: str) -
     return moment
 
 
-def status_filter(violations: list[tuple[str, str]], value: int) -> Status | None:
+def status_filter(violations: list[tuple[str, str]], value: pb.TransactionStatus | int) -> Status | None:
     """An optional status filter (UNSPECIFIED: any)."""
     if value != pb.TRANSACTION_STATUS_UNSPECIFIED and value not in _STATUS_FROM_WIRE:
         violations.append(("status", "is not a known status"))
     return _STATUS_FROM_WIRE.get(value)
 
 
-def type_filter(violations: list[tuple[str, str]], value: int) -> TxType | None:
+def type_filter(violations: list[tuple[str, str]], value: pb.TransactionType | int) -> TxType | None:
     """An optional type filter (UNSPECIFIED: any)."""
     if value != pb.TRANSACTION_TYPE_UNSPECIFIED and value not in _TYPE_FROM_WIRE:
         violations.append(("type", "is not a known type"))
     return _TYPE_FROM_WIRE.get(value)
 
 
-def transaction(tx: Transaction) -> Any:
+def transaction(tx: Transaction) -> pb.Transaction:
     """The wire form of a transaction."""
     return pb.Transaction(
         id=str(tx.id),
@@ -91,7 +91,7 @@ def transaction(tx: Transaction) -> Any:
     )
 
 
-def event(ev: Event) -> Any:
+def event(ev: Event) -> pb.TransactionEvent:
     """The wire form of an audit event (UNSPECIFIED old status for the creation)."""
     return pb.TransactionEvent(
         id=str(ev.id),

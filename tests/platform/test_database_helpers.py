@@ -1,26 +1,37 @@
-"""The unit-of-work helpers on a real PostgreSQL: autocommit scope, driver-level fetch, failures."""
+"""The one executor on a real PostgreSQL: its two scopes, prepared statements and driver failures."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 
+import psycopg2
 import pytest
-from sqlalchemy import Engine, exc, text
+from sqlalchemy import Engine, text
 
 from payments_common import db
 from payments_common.errors import DeadlineExceeded, Unavailable
 
+PROBE_INSERT = "INSERT INTO helper_probe (id) VALUES (%(i)s::uuid)"
+
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
+def database(database_url: str) -> Iterator[db.Database]:
     engine = db.make_engine(
         database_url, role=None, pool_size=1, pool_timeout=2, name="helpers-test", statement_timeout_ms=5000
     )
+    database = db.Database(engine, default_timeout_ms=5000)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE IF NOT EXISTS public.helper_probe (id uuid PRIMARY KEY)"))
-    yield engine
-    engine.dispose()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def observer(database_url: str) -> Iterator[Engine]:
+    other = db.make_engine(database_url, role=None, pool_size=1, pool_timeout=2, name="helpers-observer")
+    yield other
+    other.dispose()
 
 
 def _count(engine: Engine, probe: uuid.UUID) -> int:
@@ -29,49 +40,76 @@ def _count(engine: Engine, probe: uuid.UUID) -> int:
         return int(found.scalar_one())
 
 
-def test_an_autocommitted_write_is_durable_at_once_and_the_pooled_connection_is_transactional_again(
-    engine: Engine, database_url: str
+def test_a_statement_scope_write_is_durable_at_once_and_a_failed_transaction_leaves_nothing(
+    database: db.Database, observer: Engine
+) -> None:
+    probe, second = uuid.uuid4(), uuid.uuid4()
+    with database.statement() as session:
+        session.rows(PROBE_INSERT, i=probe)
+        assert _count(observer, probe) == 1  # committed by the statement itself, not at the end
+    with pytest.raises(RuntimeError, match="use case fails"), database.transaction() as session:
+        session.rows(PROBE_INSERT, i=second)
+        assert _count(observer, second) == 0  # not visible before the commit
+        raise RuntimeError("the use case fails after its write")
+    assert _count(observer, second) == 0
+    with database.statement() as session:  # the one pooled connection is idle again, not in a transaction
+        assert session.value("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in%%'") == 0
+
+
+def test_a_second_write_in_a_statement_scope_is_refused_before_it_is_sent(
+    database: db.Database, observer: Engine
+) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(RuntimeError, match="second write"), database.statement() as session:
+        session.rows(PROBE_INSERT, i=first)
+        session.rows("SELECT id FROM helper_probe WHERE id = %(i)s::uuid FOR UPDATE", i=first)  # a read
+        session.rows(PROBE_INSERT, i=second)
+    assert (_count(observer, first), _count(observer, second)) == (1, 0)
+
+
+def test_rows_come_back_by_name_and_each_statement_is_prepared_once_per_connection(
+    database: db.Database,
+) -> None:
+    statement = "SELECT %(a)s::int + 1 AS answer, %(b)s::text AS word, %(a)s::int AS again"
+    with database.statement() as session:
+        row = session.one(statement, a=41, b="x")
+        assert (row.answer, row.word, row.again) == (42, "x", 41)
+        session.one(statement, a=1, b="y")
+        prepared = session.rows("SELECT statement FROM pg_prepared_statements")
+    matching = [r.statement for r in prepared if "$1::int + 1" in r.statement]
+    assert len(matching) == 1, prepared
+
+
+def test_a_constraint_violation_is_raised_as_the_driver_error_for_the_caller_to_log(
+    database: db.Database,
 ) -> None:
     probe = uuid.uuid4()
-    other = db.make_engine(database_url, role=None, pool_size=1, pool_timeout=2, name="helpers-observer")
-    try:
-        with db.autocommit(engine) as conn:
-            db.fetch(conn, "INSERT INTO helper_probe (id) VALUES (%(i)s)", {"i": probe})
-            assert _count(other, probe) == 1  # committed by the statement itself, not at the end
-        # the single pooled connection is back in transactional mode: a failed unit of work leaves nothing
-        second = uuid.uuid4()
-        with pytest.raises(RuntimeError), db.unit_of_work(engine) as conn:
-            db.fetch(conn, "INSERT INTO helper_probe (id) VALUES (%(i)s)", {"i": second})
-            raise RuntimeError("the use case fails after its write")
-        assert _count(other, second) == 0
-    finally:
-        other.dispose()
+    with database.statement() as session:
+        session.rows(PROBE_INSERT, i=probe)
+    with pytest.raises(psycopg2.errors.UniqueViolation), database.statement() as session:
+        session.rows(PROBE_INSERT, i=probe)
 
 
-def test_fetch_returns_plain_rows_and_raises_driver_failures_as_sqlalchemy_errors(engine: Engine) -> None:
-    with db.autocommit(engine) as conn:
-        assert db.fetch(conn, "SELECT %(a)s::int + 1, 'x'", {"a": 41}) == [(42, "x")]
-        assert db.fetch(conn, "SET application_name = 'still-a-statement'", {}) == []
-        with pytest.raises(exc.ProgrammingError) as raised:
-            db.fetch(conn, "SELECT * FROM no_such_table", {})
-    assert db.translate(raised.value) is None  # a bug, not a client error: the caller logs it
+def test_a_short_budget_gets_its_own_statement_timeout_and_a_long_one_the_default(
+    database: db.Database,
+) -> None:
+    with pytest.raises(DeadlineExceeded), database.statement(timeout_ms=50) as session:
+        session.rows("SELECT pg_sleep(2)")
+    with pytest.raises(DeadlineExceeded), database.transaction(timeout_ms=50) as session:
+        session.rows("SELECT 1")
+        session.rows("SELECT pg_sleep(2)")
+    with database.statement(timeout_ms=60_000) as session:  # longer than the default
+        assert session.value("SELECT current_setting('statement_timeout')") == "5s"
 
 
-def test_a_short_budget_runs_in_a_transaction_with_its_own_statement_timeout(engine: Engine) -> None:
-    with db.autocommit(engine, timeout_ms=50) as conn, pytest.raises(exc.OperationalError) as raised:
-        db.fetch(conn, "SELECT pg_sleep(2)", {})
-    assert isinstance(db.translate(raised.value), DeadlineExceeded)
-    with db.autocommit(engine, timeout_ms=60_000) as conn:  # longer than the default: no transaction
-        assert db.fetch(conn, "SELECT current_setting('statement_timeout')", {}) == [("5s",)]
-
-
-def test_a_connection_killed_under_fetch_is_unavailable_and_the_pool_replaces_it(engine: Engine) -> None:
-    with db.autocommit(engine) as conn:
-        pid = db.fetch(conn, "SELECT pg_backend_pid()", {})[0][0]
+def test_a_connection_killed_under_a_statement_is_unavailable_and_the_pool_replaces_it(
+    database: db.Database,
+) -> None:
+    with database.statement() as session:
+        pid = session.value("SELECT pg_backend_pid()")
     # the pool's only connection: its server process ends itself
-    with db.autocommit(engine) as conn, pytest.raises(exc.DBAPIError) as raised:
-        db.fetch(conn, "SELECT pg_terminate_backend(pg_backend_pid())", {})
-    assert raised.value.connection_invalidated
-    assert isinstance(db.translate(raised.value), Unavailable)
-    with db.autocommit(engine) as conn:  # a fresh connection, no restart needed
-        assert db.fetch(conn, "SELECT pg_backend_pid()", {})[0][0] != pid
+    with pytest.raises(Unavailable), database.statement() as session:
+        session.rows("SELECT pg_terminate_backend(pg_backend_pid())")
+    with database.statement() as session:  # a fresh connection (prepares again), no restart needed
+        assert session.value("SELECT pg_backend_pid()") != pid
+    assert database.ping()

@@ -152,7 +152,7 @@ def test_a_page_is_read_from_an_index_without_sorting_the_history(
     db_engine: Engine, listing: ListFilter
 ) -> None:
     after = Cursor(datetime.now(UTC) - timedelta(days=1), uuid.uuid4())
-    sql, params = page_query(listing, after, 51, active=Account("user", listing.owner))
+    sql, params = page_query(listing, after, 51, Account("user", listing.owner))
     with db_engine.begin() as conn:
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         conn.execute(text("SET LOCAL enable_sort = off"))

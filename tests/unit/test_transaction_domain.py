@@ -40,7 +40,7 @@ def stored(status: Status = Status.PENDING, **changes: object) -> Transaction:
         "refund_of": None,
         "refunded_minor": 0,
         "version": 3,
-        "fingerprint": request().fingerprint(),
+        "request_fingerprint": request().fingerprint(),
         "created_at": now,
         "updated_at": now,
     }
@@ -67,12 +67,17 @@ def test_a_replay_returns_the_original_and_a_changed_request_is_refused() -> Non
 
 @pytest.mark.parametrize("target", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
 def test_a_pending_transaction_may_reach_each_final_status(target: Status) -> None:
-    assert domain.is_change(stored(), target, None) is True
+    assert domain.sources(target) == [Status.PENDING.value]
+
+
+def test_nothing_may_become_pending_again() -> None:
+    assert domain.sources(Status.PENDING) == []
 
 
 @pytest.mark.parametrize("current", list(Status))
 def test_repeating_the_current_status_is_a_no_op_even_with_an_old_etag(current: Status) -> None:
-    assert domain.is_change(stored(current), current, etag=1) is False
+    tx = stored(current)
+    assert domain.unchanged(tx, current, etag=1) is tx
 
 
 @pytest.mark.parametrize("current", sorted(domain.FINAL))
@@ -80,16 +85,19 @@ def test_repeating_the_current_status_is_a_no_op_even_with_an_old_etag(current: 
 def test_a_final_status_never_changes(current: Status, target: Status) -> None:
     if current == target:
         return
+    assert current.value not in domain.sources(target)
     with pytest.raises(FailedPrecondition) as caught:
-        domain.is_change(stored(current), target, None)
+        domain.unchanged(stored(current), target, None)
     assert caught.value.reason == "INVALID_STATUS_TRANSITION"
 
 
-def test_a_stale_etag_aborts_and_a_current_one_passes() -> None:
+def test_a_stale_etag_aborts_and_a_current_one_leaves_the_illegal_move_as_the_reason() -> None:
     with pytest.raises(Aborted) as caught:
-        domain.is_change(stored(version=3), Status.COMPLETED, etag=2)
+        domain.unchanged(stored(version=3), Status.COMPLETED, etag=2)
     assert caught.value.reason == "ETAG_MISMATCH"
-    assert domain.is_change(stored(version=3), Status.COMPLETED, etag=3)
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.unchanged(stored(Status.FAILED, version=3), Status.COMPLETED, etag=3)
+    assert refused.value.reason == "INVALID_STATUS_TRANSITION"
 
 
 def test_a_refund_needs_a_completed_payment_in_the_same_currency() -> None:
