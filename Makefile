@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test test-unit lint proto proto-check buf fmt bench bench-smoke clean
+.PHONY: setup browser run test test-unit test-ha ha ha-down lint proto proto-check buf tools validate lock tools-lock \
+	fmt bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,8 +16,25 @@ setup: $(STAMP)
 run: setup  ## embedded PostgreSQL (unless DATABASE_URL is set) + migrations + both services
 	$(PY) scripts/run_dev.py
 
-test: setup  ## the full test suite on a real PostgreSQL
+# the dashboard's browser tests drive Debian's chromium (Playwright cannot download a browser here):
+# installed with apt when missing and root (CI is); otherwise those tests say what to install
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x "$$DASHBOARD_TEST_CHROMIUM" || \
+	  { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; } || \
+	  echo "note: no chromium; tests/dashboard need Debian's chromium (apt-get install chromium)"
+
+test: setup browser  ## the full test suite on a real PostgreSQL
 	$(PY) -m pytest
+
+test-ha: setup  ## failover under load on a real Patroni cluster (as root: installs patroni and etcd-server)
+	$(PY) -m pytest tests/ha
+
+ha: setup  ## a local HA cluster: etcd + 3 Patroni-managed PostgreSQL 15 nodes (README, Availability)
+	$(PY) scripts/ha.py up
+
+ha-down: setup  ## stop the `make ha` cluster (its data stays in .data/ha)
+	$(PY) scripts/ha.py down
 
 test-unit: setup  ## the fast tier: use cases on an in-memory store, no PostgreSQL, no gRPC
 	$(PY) -m pytest tests/unit -q
@@ -35,6 +53,40 @@ proto-check: setup
 buf:  ## lint the contracts with buf's standard rules
 	test -x node_modules/.bin/buf || npm ci --no-audit --no-fund --silent
 	node_modules/.bin/buf lint
+
+# The deploy files' validators, pinned by hash (deploy/tools/requirements.txt), in a virtual
+# environment of their own: no Docker engine or cluster needed.
+TOOLS := $(VENV)/tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cksum < deploy/tools/requirements.txt | cut -d' ' -f1)
+# the oldest Kubernetes the manifests need (the preStop sleep action) and the newest
+K8S_VERSIONS := 1.30.0 1.37.0
+PIP_COMPILE := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+$(TOOLS_STAMP): deploy/tools/requirements.txt
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r $<
+	rm -f $(TOOLS)/.installed-* && touch $@
+
+tools: $(TOOLS_STAMP)
+
+validate: setup tools  ## deploy files: kustomize + API schemas, Pod Security "restricted", checkov, compose-spec, hadolint
+	$(TOOLS)/bin/kubectl kustomize deploy/kubernetes > $(TOOLS)/rendered.yaml
+	for version in $(K8S_VERSIONS); do \
+	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$version $(TOOLS)/rendered.yaml || exit 1; \
+	  echo "kubernetes-validate $$version: every resource valid"; done
+	$(PY) scripts/check_pod_security.py $(TOOLS)/rendered.yaml
+	$(TOOLS)/bin/checkov --quiet --skip-download --config-file deploy/checkov.yaml \
+	  -f $(TOOLS)/rendered.yaml -f Dockerfile
+	$(TOOLS)/bin/check-jsonschema --schemafile deploy/compose/compose-spec.json docker-compose.yml
+	$(TOOLS)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"
+
+lock: tools  ## requirements.lock, what the image installs: pyproject.toml's dependencies pinned with hashes
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+
+tools-lock: tools  ## deploy/tools/requirements.txt from deploy/tools/requirements.in
+	CUSTOM_COMPILE_COMMAND="make tools-lock" $(PIP_COMPILE) \
+	  --output-file deploy/tools/requirements.txt deploy/tools/requirements.in
 
 $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1): $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'

@@ -8,14 +8,28 @@ import os
 import secrets
 import sys
 
-from payments_common import logs
+from pydantic import SecretStr
+
+from payments_common import processes
 from payments_common.config import AuthSettings, load_settings
 from payments_common.errors import AlreadyExists, InvalidArgument
 from payments_common.server import serve_until_signalled
 
+DEV_ROLE = "payments_auth_svc"  # created by the migrations; assumed by `make run`'s auth service
 
-def _settings() -> AuthSettings:
+
+def _settings(dev_database: bool = False) -> AuthSettings:
+    """The settings; with `dev_database` (the admin commands), DATABASE_URL unset means `make run`'s."""
     settings = load_settings(AuthSettings)
+    if settings.database_url is None and dev_database:
+        from payments_common import embedded
+
+        url = embedded.dev_database_url()
+        if url is not None:
+            print(f"using the local dev database in {embedded.dev_data_dir()}", file=sys.stderr)
+            # the role `make run` gives the auth service, so a command needs no more than it has
+            role = settings.database_role or DEV_ROLE
+            return settings.model_copy(update={"database_url": SecretStr(url), "database_role": role})
     if settings.database_url is None:
         print(
             "configuration error: DATABASE_URL: required (for a local run use `make run`, "
@@ -29,9 +43,14 @@ def _settings() -> AuthSettings:
 def _serve(settings: AuthSettings, _args: argparse.Namespace) -> int:
     from auth_service.app import start
 
-    logs.configure(settings.log_level, "auth_service")
-    serve_until_signalled(start(settings))
-    return 0
+    # PROCESSES workers share the port; each configures its logs and starts its own server
+    return processes.run(
+        settings,
+        "auth_service",
+        lambda own: serve_until_signalled(start(own)),
+        port_field="auth_port",
+        metrics_field="auth_metrics_port",
+    )
 
 
 def _create_admin(settings: AuthSettings, args: argparse.Namespace) -> int:
@@ -104,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "create-service-principal": _create_service_principal,
         "rotate-keys": _rotate_keys,
     }
-    return handlers[args.command](_settings(), args)
+    return handlers[args.command](_settings(dev_database=args.command not in (None, "serve")), args)
 
 
 if __name__ == "__main__":

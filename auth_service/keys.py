@@ -7,6 +7,7 @@ every token it signed has expired, so verifiers keep accepting them.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -22,7 +23,10 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 from auth_service import sql
 from payments_common.config import AuthSettings
 from payments_common.db import Database
+from payments_common.errors import Unavailable
 from payments_common.tokens import ACCESS_TOKEN_TYPE, HS256_KID, VerificationKey, keys_from_jwks
+
+log = logging.getLogger("payments.keys")
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,16 @@ class KeyRing:
             if time.monotonic() - self._loaded_at < cache:
                 return
             horizon = self._settings.access_token_ttl_seconds + self._settings.token_leeway_seconds
-            with self._db.statement() as session:
-                rows = session.rows(sql.PUBLISHED_SIGNING_KEYS, horizon=horizon)
+            try:
+                with self._db.statement() as session:
+                    rows = session.rows(sql.PUBLISHED_SIGNING_KEYS, horizon=horizon)
+            except Unavailable:
+                if self._signer is None:
+                    raise
+                # the database is down: keep signing and publishing the last good keys; try again in 1 s
+                log.warning("signing keys could not be reloaded; serving the last good set")
+                self._loaded_at = time.monotonic() - cache + min(cache, 1.0)
+                return
             active = next((r for r in rows if r.retired_at is None), None)
             if active is None:
                 raise RuntimeError("no active signing key; run `python -m auth_service rotate-keys`")

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from auth_service import sql, validation
+from auth_service.hashing import HashSlots, usable_cpus
 from auth_service.keys import KeyRing
-from auth_service.metrics import LOGIN_FAILURES
+from auth_service.login import Logins
 from auth_service.passwords import PasswordHasher
 from auth_service.throttle import Throttle
+from auth_service.views import Tokens, UserView
 from payments_common.config import AuthSettings
-from payments_common.db import Database, Row, Session
+from payments_common.db import Database, Session
 from payments_common.errors import AlreadyExists, PermissionDenied, Unauthenticated
 from payments_common.tokens import Principal
-
-BAD_CREDENTIALS = "invalid credentials"
-
-
-@dataclass(frozen=True)
-class UserView:
-    """What callers may see of a user."""
-
-    id: uuid.UUID
-    email: str
-    full_name: str
-    roles: list[str]
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Row) -> UserView:
-        """The view of a row holding `sql.USER_VIEW_COLUMNS`."""
-        return cls(row.id, row.email, row.full_name, list(row.roles), row.created_at)
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """An issued access token and, for users, the next refresh token."""
-
-    access_token: str = field(repr=False)
-    expires_in: int
-    scope: str
-    refresh_token: str = field(default="", repr=False)
-    refresh_expires_in: int = 0
 
 
 def _digest(token: str) -> bytes:
@@ -61,26 +30,30 @@ class AuthService:
         self._db = db
         self._settings = settings
         self._hasher = hasher
-        self._keys = keys
-        self._throttle = Throttle(db, settings)
-        # Argon2 is CPU- and memory-bound: more hashes at once than cores only add memory (each
-        # thread's malloc arena keeps its ~memory_kib buffer), so hashing runs on a small pool.
-        self._hash_pool = ThreadPoolExecutor(
-            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="hash"
+        self._throttle = Throttle(settings)
+        self.slots = HashSlots(
+            settings.password_hash_concurrency or usable_cpus(), settings.password_hash_wait_seconds
         )
-
-    def _verify(self, secret: str, stored: str | None) -> tuple[bool, str | None]:
-        return self._hash_pool.submit(self._hasher.verify, secret, stored).result()
-
-    def _hash(self, secret: str) -> str:
-        return self._hash_pool.submit(self._hasher.hash, secret).result()
+        self._keys = keys
+        self.logins = Logins(db, self._throttle, hasher, self.slots, keys, self._new_refresh)
 
     def register(
-        self, email: str, password: str, full_name: str, roles: tuple[str, ...] = ("user",)
+        self,
+        email: str,
+        password: str,
+        full_name: str,
+        roles: tuple[str, ...] = ("user",),
+        peer: str | None = None,
     ) -> UserView:
-        """Create a user; a taken email is ALREADY_EXISTS."""
+        """Create a user; a taken email is ALREADY_EXISTS. Callers over the network name their `peer`,
+        whose registrations are throttled (operators' CLI commands are not)."""
         normalised = validation.check_registration(email, password, full_name)
-        password_hash = self._hash(password)
+        if peer is not None:
+            with self._db.statement() as session:
+                refusal = self._throttle.reserve_registration(peer, session)
+            if refusal is not None:
+                raise refusal
+        password_hash = self.slots.run("register", lambda: self._hasher.hash(password))
         with self._db.statement() as session:
             row = session.one(
                 sql.INSERT_USER,
@@ -92,47 +65,6 @@ class AuthService:
         if row is None:
             raise AlreadyExists("email is already registered", reason="EMAIL_TAKEN")
         return UserView.from_row(row)
-
-    def login_password(self, email: str, password: str, peer: str) -> Tokens:
-        """Check a user's password; unknown email and wrong password look the same."""
-        validation.check_login_sizes({"email": email, "password": password})
-        normalised = validation.normalise_email(email)
-        keys = self._throttle.limits(normalised, peer)
-        account_key = f"account:{normalised}"
-        with self._db.statement() as session:  # two reads, no transaction round trips
-            counted = self._throttle.check(keys, session)
-            user = session.one(sql.USER_FOR_LOGIN, email=normalised)
-        valid, new_hash = self._verify(password, user.password_hash if user else None)
-        if user is None or not valid or user.disabled:
-            LOGIN_FAILURES.labels("user").inc()
-            self._throttle.record_failure(keys)
-            raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
-        reset = account_key in counted  # no DELETE round trip when there is nothing to forget
-        # counter reset, rehash and refresh token together; the token alone is one statement
-        scope = self._db.transaction if reset or new_hash else self._db.statement
-        with scope() as session:
-            if reset:
-                self._throttle.reset(account_key, session)
-            if new_hash:
-                session.rows(sql.UPDATE_PASSWORD_HASH, id=user.id, password_hash=new_hash)
-            refresh, refresh_ttl = self._new_refresh(session, user.id, uuid.uuid4())
-        access, ttl = self._keys.issue(str(user.id), "user", list(user.roles), [])
-        return Tokens(access, ttl, "", refresh, refresh_ttl)
-
-    def login_client(self, client_id: str, secret: str, peer: str) -> Tokens:
-        """Client-credentials login of a service principal (no refresh token)."""
-        validation.check_login_sizes({"client_id": client_id, "client_secret": secret})
-        keys = self._throttle.limits(f"client:{client_id}", peer)
-        self._throttle.check(keys)
-        with self._db.statement() as session:
-            sp = session.one(sql.SERVICE_PRINCIPAL_FOR_LOGIN, client_id=client_id)
-        valid, _ = self._verify(secret, sp.secret_hash if sp else None)
-        if sp is None or not valid or sp.disabled:
-            LOGIN_FAILURES.labels("service").inc()
-            self._throttle.record_failure(keys)
-            raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
-        access, ttl = self._keys.issue(str(sp.id), "service", [], list(sp.scopes))
-        return Tokens(access, ttl, " ".join(sp.scopes))
 
     def _new_refresh(self, session: Session, user_id: uuid.UUID, family: uuid.UUID) -> tuple[str, int]:
         token = "rt_" + secrets.token_urlsafe(32)
@@ -186,7 +118,7 @@ class AuthService:
         """A new service principal; returns (client_id, client_secret), the secret shown only once."""
         client_id = "sp_" + secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        secret_hash = self._hash(secret)
+        secret_hash = self.slots.run("login", lambda: self._hasher.hash(secret))
         with self._db.statement() as session:
             session.rows(
                 sql.INSERT_SERVICE_PRINCIPAL,

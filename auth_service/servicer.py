@@ -8,7 +8,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_service.keys import KeyRing
-from auth_service.service import AuthService, Tokens, UserView
+from auth_service.service import AuthService
+from auth_service.views import Tokens, UserView
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common.errors import InvalidArgument
 from payments_common.interceptors import current_principal
@@ -65,7 +66,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         request: auth_pb2.RegisterRequest,
         context: Context[auth_pb2.RegisterRequest, auth_pb2.RegisterResponse],
     ) -> auth_pb2.RegisterResponse:
-        view = await self._offload(self._service.register, request.email, request.password, request.full_name)
+        view = await self._offload(
+            self._service.register,
+            request.email,
+            request.password,
+            request.full_name,
+            peer=peer_address(context),
+        )
         return auth_pb2.RegisterResponse(user=_user(view))
 
     async def Login(
@@ -75,11 +82,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         peer = peer_address(context)
         if kind == "password":
             tokens = await self._offload(
-                self._service.login_password, request.password.email, request.password.password, peer
+                self._service.logins.password, request.password.email, request.password.password, peer
             )
         elif kind == "client":
             tokens = await self._offload(
-                self._service.login_client, request.client.client_id, request.client.client_secret, peer
+                self._service.logins.client, request.client.client_id, request.client.client_secret, peer
             )
         else:
             raise InvalidArgument([("credentials", "set either password or client credentials")])

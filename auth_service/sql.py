@@ -49,29 +49,40 @@ REVOKE_FAMILY = """
 UPDATE auth.refresh_tokens SET revoked_at = now() WHERE family_id = %(family_id)s::uuid AND revoked_at IS NULL
 """
 
-# Brute-force counters, shared by every replica.
-THROTTLE_STATE = """
-SELECT key, blocked_until, blocked_until > now() AS blocked
-FROM auth.login_throttle WHERE key = ANY (%(keys)s::text[])
-"""
-
-# One more failure in the window (a window that has passed starts again at 1).
-RECORD_FAILURE = """
-INSERT INTO auth.login_throttle AS t (key, failures, window_started_at) VALUES (%(key)s::text, 1, now())
+# Brute-force counters, shared by every replica. An attempt is counted (reserved) before its
+# password is hashed, atomically per key, so concurrent guesses cannot overtake the limit. A key
+# that is blocked stays as it is; a window that has passed starts again at 1. Keys are sorted by
+# the caller, so concurrent reservations lock their rows in one order.
+_WINDOW_PASSED = "t.window_started_at < now() - make_interval(secs => %(window)s::int)"
+RESERVE_ATTEMPTS = f"""
+INSERT INTO auth.login_throttle AS t (key, failures, window_started_at)
+SELECT key, 1, now() FROM unnest(%(keys)s::text[]) AS key
 ON CONFLICT (key) DO UPDATE SET
-  failures = CASE WHEN t.window_started_at < now() - make_interval(secs => %(window)s::int)
-                  THEN 1 ELSE t.failures + 1 END,
-  window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => %(window)s::int)
-                           THEN now() ELSE t.window_started_at END
-RETURNING failures
+  failures = CASE WHEN t.blocked_until > now() THEN t.failures
+                  WHEN {_WINDOW_PASSED} THEN 1 ELSE t.failures + 1 END,
+  window_started_at = CASE WHEN t.blocked_until > now() OR NOT {_WINDOW_PASSED}
+                           THEN t.window_started_at ELSE now() END,
+  blocked_until = CASE WHEN t.blocked_until > now() OR NOT {_WINDOW_PASSED}
+                       THEN t.blocked_until END
+RETURNING key, failures, blocked_until, coalesce(blocked_until > now(), false) AS blocked,
+          blocked_until IS NOT NULL AS was_locked_out
 """
 
+# A lockout never shortens one already running.
 BLOCK = """
-UPDATE auth.login_throttle SET blocked_until = now() + make_interval(secs => %(secs)s::double precision)
+UPDATE auth.login_throttle
+SET blocked_until = greatest(blocked_until, now() + make_interval(secs => %(secs)s::double precision))
 WHERE key = %(key)s::text
 """
 
-RESET_THROTTLE = "DELETE FROM auth.login_throttle WHERE key = %(key)s::text"
+# After a success: the identity's counters are forgotten, the peer's attempt is given back.
+FORGET_KEYS = "DELETE FROM auth.login_throttle WHERE key = ANY (%(keys)s::text[])"
+GIVE_BACK_ATTEMPT = """
+UPDATE auth.login_throttle
+SET failures = greatest(failures - 1, 0),
+    blocked_until = CASE WHEN key = ANY (%(unblock)s::text[]) THEN NULL ELSE blocked_until END
+WHERE key = ANY (%(keys)s::text[])
+"""
 
 # Signing keys: rotations serialise on one advisory lock.
 LOCK_SIGNING_KEYS = "SELECT pg_advisory_xact_lock(hashtext('auth.signing_keys'))"

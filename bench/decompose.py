@@ -1,17 +1,20 @@
 """Where a GetTransaction's time goes: `python -m bench.decompose [--smoke] [--repeat N] [--out DIR]`.
 
-Serves `GetTransaction` from five servers, all built by `payments_common.server.start_server` with
-the same settings, and measures each at one concurrency, interleaved, N times:
+Serves `GetTransaction` from six servers and measures each at one concurrency, interleaved, N
+times. The diagnostic ones are built by `payments_common.server.start_server` with the settings
+of the service:
 
 * `echo`: the benchmark's bytes-in/bytes-out baseline;
 * `proto`: the TransactionService returning a canned reply: protobuf parsing and serialising,
   no interceptor, no database;
-* `stack`: the real interceptor (token check, metadata, metrics, access log) and servicer on a use
-  case that returns a fixed transaction without the database;
+* `stack`: the real interceptors (request id, access log, metrics, error mapping, token check)
+  and servicer on a use case that returns a fixed transaction without the database;
 * `stack-quiet`: the same with `LOG_LEVEL=WARNING` (no access-log line);
+* `reference`: the lean reference server (`bench/reference.py`: no framework, one prepared
+  statement on PostgreSQL);
 * `service`: the real transaction service.
 
-Writes `decompose.json` and prints a table of rates and ratios to echo.
+Writes `decompose.json` and prints a table of rates and ratios to echo and to the reference.
 """
 
 from __future__ import annotations
@@ -19,24 +22,48 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import uuid
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from bench.run import FULL, SMOKE, Bench
-from bench.system import ROOT, TX_SERVICE, free_port, wait_healthy, workdir
+from bench import ROOT
+from bench.harness import Bench, workdir
+from bench.modes import FULL, SMOKE
+from bench.servers import TX_SERVICE, Server, free_port, spawn, stop_all, wait_healthy
 
-SERVERS = ["echo", "proto", "stack", "stack-quiet", "service"]
+SERVERS = ("echo", "proto", "stack", "stack-quiet", "reference", "service")
+DIAGNOSTIC = {"proto": ("proto", "INFO"), "stack": ("stack", "INFO"), "stack-quiet": ("stack", "WARNING")}
 
 
-def _fixed_transaction() -> Any:
+@dataclass(frozen=True)
+class Decomposition:
+    concurrency: int
+    repeat: int
+    rates: dict[str, list[float]]
+    ratio_to_echo: dict[str, float]
+    ratio_to_reference: dict[str, float]
+
+
+def serve(kind: str, port: int) -> None:
+    """Run one diagnostic server until SIGTERM (the settings come from the environment)."""
+    from payments.transaction.v1 import transaction_pb2 as pb
+    from payments.transaction.v1 import transaction_pb2_grpc
+    from payments_common import logs
+    from payments_common.config import TransactionSettings
+    from payments_common.interceptors import Interceptor, interceptors_for
+    from payments_common.server import Offload, Service, serve_until_signalled, start_server
+    from payments_common.tokens import Principal
+    from transaction_service import app, wire
     from transaction_service.domain import Status, Transaction, TxType
+    from transaction_service.service import Payments
+    from transaction_service.servicer import SERVICE_NAME, TransactionServicer
 
+    settings = TransactionSettings()
+    logs.configure(settings.log_level, f"decompose-{kind}")
     now = datetime.now(UTC)
-    return Transaction(
+    fixed = Transaction(
         id=uuid.uuid4(),
         user_id=uuid.uuid4(),
         type=TxType.PAYMENT,
@@ -49,100 +76,77 @@ def _fixed_transaction() -> Any:
         refund_of=None,
         refunded_minor=0,
         version=1,
-        fingerprint=b"\0" * 32,
+        request_fingerprint=b"\0" * 32,
         created_at=now,
         updated_at=now,
     )
-
-
-def serve(kind: str, port: int) -> None:
-    """Run one diagnostic server until SIGTERM (the settings come from the environment)."""
-    from payments.transaction.v1 import transaction_pb2 as pb
-    from payments.transaction.v1 import transaction_pb2_grpc
-    from payments_common import logs
-    from payments_common.config import TransactionSettings
-    from payments_common.interceptors import ServiceInterceptor
-    from payments_common.server import Service, serve_until_signalled, start_server
-    from transaction_service import app, wire
-    from transaction_service.servicer import TransactionServicer
-
-    settings = TransactionSettings()
-    logs.configure(settings.log_level, f"decompose-{kind}")
-    fixed = _fixed_transaction()
-    servicer: Any
-    interceptors: list[Any] = []
+    servicer: transaction_pb2_grpc.TransactionServiceServicer
+    interceptors: list[Interceptor] = []
+    offload = Offload(settings.grpc_max_workers)
     if kind == "proto":
         reply = pb.GetTransactionResponse(transaction=wire.transaction(fixed))
 
         class Canned(transaction_pb2_grpc.TransactionServiceServicer):
-            def GetTransaction(self, request: Any, context: Any) -> Any:
+            async def GetTransaction(self, request: object, context: object) -> pb.GetTransactionResponse:
                 return reply
 
         servicer = Canned()
     else:
 
-        class Fixed:
-            def get(self, principal: Any, tx_id: Any, timeout_ms: int) -> Any:
+        class Fixed(Payments):
+            """The use cases with a get that needs no database."""
+
+            def __init__(self) -> None:  # no store
+                pass
+
+            def get(self, principal: Principal, tx_id: uuid.UUID, timeout_ms: int) -> Transaction:
                 return fixed
 
-        servicer = TransactionServicer(Fixed(), settings.db_statement_timeout_ms)
-        interceptors = [ServiceInterceptor(app.ERROR_DOMAIN, app.verifier(settings))]
+        servicer = TransactionServicer(Fixed(), offload, settings.db_statement_timeout_ms)
+        interceptors = interceptors_for(app.ERROR_DOMAIN, app.verifier(settings), offload)
     service = Service(
-        app.SERVICE_NAME,
+        SERVICE_NAME,
         lambda server: transaction_pb2_grpc.add_TransactionServiceServicer_to_server(servicer, server),
     )
     serve_until_signalled(start_server(settings, port, [service], interceptors, probe=lambda: True))
 
 
-def measure(smoke: bool, repeat: int, concurrency: int) -> dict[str, Any]:
-    mode = SMOKE if smoke else FULL
-    mode.users = min(mode.users, 4)
+def measure(smoke: bool, repeat: int, concurrency: int) -> Decomposition:
+    mode = replace(SMOKE if smoke else FULL, users=2 if smoke else 4, pending_per_user=10)
     rates: dict[str, list[float]] = {name: [] for name in SERVERS}
     with workdir() as scratch:
         bench = Bench(mode, scratch)
-        procs: list[subprocess.Popen[bytes]] = []
+        procs = []
         try:
             bench.setup()
-            assert bench.services is not None
-            env = bench.services._env()
-            ports = {"service": bench.services.ports["tx"]}
-            for name, kind, level in (
-                ("proto", "proto", "INFO"),
-                ("stack", "stack", "INFO"),
-                ("stack-quiet", "stack", "WARNING"),
-            ):
-                ports[name] = free_port()
-                log = (scratch / f"{name}.log").open("ab")
-                argv = [sys.executable, "-m", "bench.decompose", "serve", kind, str(ports[name])]
-                procs.append(
-                    subprocess.Popen(
-                        argv, cwd=ROOT, env={**env, "LOG_LEVEL": level}, stdout=log, stderr=subprocess.STDOUT
-                    )
-                )
-                log.close()
-                wait_healthy(f"127.0.0.1:{ports[name]}", TX_SERVICE)
+            _, services = bench.system()
+            env = services.env()
+            targets = {"reference": bench.server("ref"), "service": bench.server("tx")}
+            for name, (kind, level) in DIAGNOSTIC.items():
+                port = free_port()
+                argv = [sys.executable, "-m", "bench.decompose", "serve", kind, str(port)]
+                proc = spawn(argv, {**env, "LOG_LEVEL": level}, scratch / f"{name}.log", ROOT)
+                procs.append(proc)
+                wait_healthy(f"127.0.0.1:{port}", TX_SERVICE)
+                targets[name] = Server(name, (f"127.0.0.1:{port}",), (proc.pid,))
             for _ in range(repeat):
                 for name in SERVERS:
-                    if name == "echo":
-                        rates[name].append(bench.point("echo", concurrency)["rate"])
-                        continue
-                    bench.services.ports["tx"] = ports[name]  # the get workload's target
-                    point = bench.point("get", concurrency)
-                    assert point["errors"] == 0, f"{name}: {point['error_codes']}"
-                    rates[name].append(point["rate"])
-                bench.services.ports["tx"] = ports["service"]
+                    server = targets.get(name)
+                    point = bench.point("echo" if server is None else "get", concurrency, server=server)
+                    if point.window.errors:
+                        raise RuntimeError(f"{name}: {point.window.error_codes}")
+                    rates[name].append(point.window.rate)
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=20)
+            stop_all(procs)
             bench.close()
-    echo = statistics.mean(rates["echo"])
-    return {
-        "concurrency": concurrency,
-        "repeat": repeat,
-        "rates": rates,
-        "ratio_to_echo": {name: round(statistics.mean(r) / echo, 3) for name, r in rates.items()},
-    }
+    mean = {name: statistics.fmean(r) for name, r in rates.items()}
+    return Decomposition(
+        concurrency=concurrency,
+        repeat=repeat,
+        rates=rates,
+        ratio_to_echo={name: round(rate / mean["echo"], 3) for name, rate in mean.items()},
+        ratio_to_reference={name: round(rate / mean["reference"], 3) for name, rate in mean.items()},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     result = measure(options.smoke, options.repeat, options.concurrency)
     options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "decompose.json").write_text(json.dumps(result, indent=2) + "\n")
+    (options.out / "decompose.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     print(f"\nGetTransaction at {options.concurrency} in flight, {options.repeat} interleaved repetitions")
-    print("| server | rates /s | × echo |\n|---|---|---:|")
+    print("| server | rates /s | × echo | × reference |\n|---|---|---:|---:|")
     for name in SERVERS:
-        shown = ", ".join(f"{r:.0f}" for r in result["rates"][name])
-        print(f"| {name} | {shown} | {result['ratio_to_echo'][name]:.2f} |")
+        shown = ", ".join(f"{r:.0f}" for r in result.rates[name])
+        print(
+            f"| {name} | {shown} | {result.ratio_to_echo[name]:.2f} | {result.ratio_to_reference[name]:.2f} |"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Load generator, run as its own process: `python -m bench.loadgen SPEC.json` prints one JSON result.
+"""Load generator, run as its own process: `python -m bench.loadgen SPEC.json` prints one JSON `Window`.
 
 One workload at one fixed concurrency: N workers (asyncio on `grpc.aio`), each keeping exactly
 one call in flight, for warm-up + duration seconds. Only calls that finish inside the measured
@@ -6,33 +6,53 @@ window (after the warm-up, before the stop) count, so the rate is completions pe
 when a call takes longer than the window. Every failed call in it is counted by status code;
 nothing is retried or hidden. The `verify` workload is the raw password-hash baseline: N threads
 calling the service's own hasher with the same parameters, no gRPC and no database.
+
+The lines `window-start` and `window-end` are printed as the window opens and closes, so the
+orchestrator measures the servers' CPU over exactly the window; the result is the last line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import resource
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
 
 import grpc
 
-from payments.auth.v1 import auth_pb2, auth_pb2_grpc
-from payments.transaction.v1 import transaction_pb2 as tx_pb2
-from payments.transaction.v1 import transaction_pb2_grpc
+from bench.calls import Call, PoolExhausted, make_calls
+from bench.modes import HashParams
+from bench.results import Window
+from bench.users import User
 
-ECHO_METHOD = "/bench.Echo/Echo"
-ECHO_PAYLOAD = b"x" * 96  # about the size of a small create request
-CALL_TIMEOUT = 10.0
+WINDOW_START, WINDOW_END = "window-start", "window-end"
 
-Call = Callable[[], Awaitable[Any]]
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What one load-generator process runs."""
+
+    workload: str
+    concurrency: int
+    warmup: float
+    duration: float
+    hash: HashParams
+    targets: list[str] = field(default_factory=list)  # channel i goes to targets[i % len(targets)]
+    users: list[User] = field(default_factory=list)
+    channels: int = 0  # 0: min(concurrency, 8), at least one per target
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def load(cls, text: str) -> LoadSpec:
+        raw = json.loads(text)
+        users = [User(**user) for user in raw.pop("users")]
+        return cls(**{**raw, "hash": HashParams(**raw["hash"]), "users": users})
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
@@ -42,107 +62,50 @@ def percentile(ordered: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
 
 
-def summarise(latencies: list[float], errors: Counter[str], measured: float) -> dict[str, Any]:
+def summarise(latencies: list[float], errors: Counter[str], measured: float) -> Window:
     """Rate of successful calls, latency percentiles and error counts of one measured window."""
     ordered = sorted(latencies)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "count": len(ordered),
-        "seconds": round(measured, 3),
-        "rate": round(len(ordered) / measured, 1) if measured > 0 else 0.0,
-        "p50_ms": percentile(ordered, 0.50),
-        "p99_ms": percentile(ordered, 0.99),
-        "mean_ms": round(sum(ordered) / len(ordered) * 1000, 3) if ordered else None,
-        "errors": sum(errors.values()),
-        "error_codes": dict(errors),
-        "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-    }
+    return Window(
+        count=len(ordered),
+        seconds=round(measured, 3),
+        rate=round(len(ordered) / measured, 1) if measured > 0 else 0.0,
+        p50_ms=percentile(ordered, 0.50),
+        p99_ms=percentile(ordered, 0.99),
+        mean_ms=round(sum(ordered) / len(ordered) * 1000, 3) if ordered else None,
+        errors=sum(errors.values()),
+        error_codes=dict(errors),
+        client_cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
+    )
 
 
-def _user_md(user: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {user['token']}"),)
+def mark(edge: str) -> None:
+    print(edge, flush=True)
 
 
-def make_calls(spec: dict[str, Any], channels: list[grpc.aio.Channel]) -> list[Call]:
-    """One call factory per worker: worker i uses channel i % C and user i % U."""
-    workload = spec["workload"]
-    users: list[dict[str, Any]] = spec.get("users", [])
-    calls: list[Call] = []
-    for i in range(spec["concurrency"]):
-        channel = channels[i % len(channels)]
-        user = users[i % len(users)] if users else {}
-        calls.append(_call(workload, channel, user))
-    return calls
-
-
-def _call(workload: str, channel: grpc.aio.Channel, user: dict[str, Any]) -> Call:
-    if workload == "echo":
-        echo = channel.unary_unary(ECHO_METHOD)
-
-        def call_echo() -> Awaitable[Any]:
-            return echo(ECHO_PAYLOAD, timeout=CALL_TIMEOUT)  # type: ignore[no-any-return]
-
-        return call_echo
-    if workload == "login":
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-        login = auth_pb2.LoginRequest(
-            password=auth_pb2.PasswordCredentials(email=user["email"], password=user["password"])
-        )
-        return lambda: auth.Login(login, timeout=CALL_TIMEOUT)
-    stub = transaction_pb2_grpc.TransactionServiceStub(channel)
-    md = _user_md(user)
-    if workload == "create":
-
-        def create() -> Awaitable[Any]:
-            request = tx_pb2.CreateTransactionRequest(
-                type=tx_pb2.TRANSACTION_TYPE_PAYMENT,
-                amount_minor=1250,
-                currency="EUR",
-                description="bench payment",
-                metadata={"order": "bench"},
-                idempotency_key=uuid.uuid4().hex,  # a fresh key: every call creates a row
-            )
-            return stub.CreateTransaction(request, metadata=md, timeout=CALL_TIMEOUT)  # type: ignore[no-any-return]
-
-        return create
-    if workload == "get":
-        ids: list[str] = user["ids"]
-        return lambda: stub.GetTransaction(
-            tx_pb2.GetTransactionRequest(id=random.choice(ids)), metadata=md, timeout=CALL_TIMEOUT
-        )
-    if workload == "list":
-        page = tx_pb2.ListTransactionsRequest(page_size=50)
-        return lambda: stub.ListTransactions(page, metadata=md, timeout=CALL_TIMEOUT)
-    if workload == "update":
-        pending: list[str] = user["pending"]  # shared by the workers of this user; each id used once
-
-        def cancel() -> Awaitable[Any]:
-            if not pending:
-                raise RuntimeError("the pool of PENDING transactions is exhausted; seed more")
-            request = tx_pb2.UpdateTransactionStatusRequest(
-                id=pending.pop(), status=tx_pb2.TRANSACTION_STATUS_CANCELLED, reason="bench"
-            )
-            return stub.UpdateTransactionStatus(request, metadata=md, timeout=CALL_TIMEOUT)  # type: ignore[no-any-return]
-
-        return cancel
-    raise SystemExit(f"unknown workload {workload!r}")
-
-
-async def drive(spec: dict[str, Any]) -> dict[str, Any]:
+async def drive(spec: LoadSpec) -> Window:
     """Run the workers and measure the window after the warm-up."""
-    count = spec.get("channels") or min(spec["concurrency"], 8)
+    count = spec.channels or max(min(spec.concurrency, 8), len(spec.targets))
     channels = [
-        grpc.aio.insecure_channel(spec["target"], options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(count)
+        grpc.aio.insecure_channel(
+            spec.targets[i % len(spec.targets)], options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for i in range(count)
     ]
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), 10)
-    calls = make_calls(spec, channels)
+    calls = make_calls(spec.workload, spec.concurrency, spec.users, channels)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     start = time.perf_counter()
-    measure_from = start + spec["warmup"]
-    stop = measure_from + spec["duration"]
+    measure_from = start + spec.warmup
+    stop = measure_from + spec.duration
+
+    async def edges() -> None:
+        await asyncio.sleep(measure_from - time.perf_counter())
+        mark(WINDOW_START)
+        await asyncio.sleep(stop - time.perf_counter())
+        mark(WINDOW_END)
 
     async def worker(call: Call) -> None:
         while True:
@@ -154,7 +117,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
                 await call()
             except grpc.aio.AioRpcError as err:
                 failure = err.code().name
-            except RuntimeError as err:  # e.g. the update pool ran dry: count it and stop this worker
+            except PoolExhausted as err:  # count it and stop this worker
                 errors[str(err)] += 1
                 return
             ended = time.perf_counter()
@@ -164,29 +127,35 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
                 else:
                     errors[failure] += 1
 
-    await asyncio.gather(*(worker(call) for call in calls))
+    await asyncio.gather(edges(), *(worker(call) for call in calls))
     for channel in channels:
-        await channel.close()
-    result = summarise(latencies, errors, spec["duration"])
-    if spec["workload"] == "update":  # tells the orchestrator which seeded rows are spent
-        result["pending_left"] = [len(user["pending"]) for user in spec["users"]]
-    return result
+        await channel.close(None)
+    window = summarise(latencies, errors, spec.duration)
+    if spec.workload == "update":  # tells the orchestrator which seeded rows are spent
+        return replace(window, pending_left=[len(user.pending) for user in spec.users])
+    return window
 
 
-def verify_baseline(spec: dict[str, Any]) -> dict[str, Any]:
+def verify_baseline(spec: LoadSpec) -> Window:
     """The raw password-verify rate: the service's hasher, same parameters, N threads, nothing else."""
     from auth_service.passwords import PasswordHasher
 
-    params = spec["hash"]
-    hasher = PasswordHasher(params["time_cost"], params["memory_kib"], params["parallelism"])
+    params = spec.hash
+    hasher = PasswordHasher(params.time_cost, params.memory_kib, params.parallelism)
     password = "bench-password-0123456789"
     stored = hasher.hash(password)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     lock = threading.Lock()
     start = time.perf_counter()
-    measure_from = start + spec["warmup"]
-    stop = measure_from + spec["duration"]
+    measure_from = start + spec.warmup
+    stop = measure_from + spec.duration
+
+    def edges() -> None:
+        time.sleep(max(measure_from - time.perf_counter(), 0))
+        mark(WINDOW_START)
+        time.sleep(max(stop - time.perf_counter(), 0))
+        mark(WINDOW_END)
 
     def worker() -> None:
         while True:
@@ -202,19 +171,20 @@ def verify_baseline(spec: dict[str, Any]) -> dict[str, Any]:
                     else:
                         errors["INVALID"] += 1
 
-    threads = [threading.Thread(target=worker) for _ in range(spec["concurrency"])]
+    threads = [threading.Thread(target=edges)]
+    threads += [threading.Thread(target=worker) for _ in range(spec.concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return summarise(latencies, errors, spec["duration"])
+    return summarise(latencies, errors, spec.duration)
 
 
 def main() -> None:
     with open(sys.argv[1]) as handle:
-        spec = json.load(handle)
-    result = verify_baseline(spec) if spec["workload"] == "verify" else asyncio.run(drive(spec))
-    print(json.dumps(result))
+        spec = LoadSpec.load(handle.read())
+    window = verify_baseline(spec) if spec.workload == "verify" else asyncio.run(drive(spec))
+    print(json.dumps(asdict(window)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Starts the same system as the benchmark, drives WORKLOAD, and samples the server process with
 py-spy (`pip install -e '.[bench]'`). Writes the collapsed stacks and a summary of the hottest
 functions (self and inclusive, % of samples) to bench/results/profile-WORKLOAD.txt.
-With --idle, threads waiting on I/O (database round trips, locks) are sampled too.
+With --idle, threads waiting on I/O (database round trips, locks) are sampled too; with
+--reference the lean reference server (`bench/reference.py`) is profiled instead of the service.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import shutil
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
-from bench.run import FULL, SERVICE_OF, Bench
-from bench.system import ROOT, workdir
+from bench import ROOT
+from bench.harness import SERVER_OF, Bench, workdir
+from bench.modes import FULL
+from bench.results import Point
 
 
 def summarise(raw: str, top: int = 40) -> str:
@@ -50,20 +54,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle", action="store_true", help="also sample threads that wait")
     parser.add_argument("--gil", action="store_true", help="only sample the thread holding the GIL")
+    parser.add_argument("--reference", action="store_true", help="profile the lean reference server")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    mode = FULL
-    mode.warmup, mode.duration = 1.0, args.seconds + 1.0
-    mode.users, mode.pending_per_user = 4, 8000
+    mode = replace(FULL, warmup=1.0, duration=args.seconds + 1.0, users=4, pending_per_user=8000)
     with workdir() as scratch:
         bench = Bench(mode, scratch)
         try:
             bench.setup()
-            assert bench.services is not None
-            service = SERVICE_OF[args.workload]
-            assert service is not None
-            pid = bench.services.pids()[service][0]
+            name = "ref" if args.reference else SERVER_OF[args.workload]
+            if name is None or (args.reference and args.workload in ("login", "echo")):
+                raise SystemExit(f"{args.workload} has no server to profile here")
+            server = bench.server(name)
+            pid = server.pids[0]
             raw = scratch / "profile.raw"
             command = [
                 pyspy,
@@ -80,9 +84,10 @@ def main() -> int:
                 command.append("--idle")
             if args.gil:
                 command.append("--gil")
-            results: dict[str, object] = {}
+            results: list[Point] = []
             load = threading.Thread(
-                target=lambda: results.update(bench.point(args.workload, args.concurrency)), daemon=True
+                target=lambda: results.append(bench.point(args.workload, args.concurrency, server=server)),
+                daemon=True,
             )
             load.start()
             threading.Event().wait(mode.warmup)
@@ -90,10 +95,16 @@ def main() -> int:
             load.join()
             args.out.mkdir(parents=True, exist_ok=True)
             target = (
-                args.out
-                / f"profile-{args.workload}{'-idle' if args.idle else ''}{'-gil' if args.gil else ''}.txt"
+                args.out / f"profile-{'reference-' if args.reference else ''}{args.workload}"
+                f"{'-idle' if args.idle else ''}{'-gil' if args.gil else ''}.txt"
             )
-            summary = {k: results.get(k) for k in ("rate", "p50_ms", "p99_ms", "errors")}
+            window = results[0].window
+            summary = {
+                "rate": window.rate,
+                "p50_ms": window.p50_ms,
+                "p99_ms": window.p99_ms,
+                "errors": window.errors,
+            }
             header = f"{args.workload} @{args.concurrency}: {json.dumps(summary)}\n"
             target.write_text(header + summarise(raw.read_text()))
             print(target.read_text()[:6000])

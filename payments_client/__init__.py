@@ -14,10 +14,13 @@ from payments_client.connect import connect
 from payments_client.credentials import Login, ServiceLogin, TokenSource, UserLogin
 from payments_client.errors import PaymentsError, StatusDetails
 from payments_client.metadata import MetadataInterceptor, authenticated_channel
+from payments_client.names import status_name, type_name
 from payments_client.retry import RetryPolicy
+from payments_client.watch import ChangeStream
 
 __all__ = [
     "AuthClient",
+    "ChangeStream",
     "Login",
     "MetadataInterceptor",
     "PaymentsClient",
@@ -31,4 +34,6 @@ __all__ = [
     "authenticated_channel",
     "connect",
     "open_channel",
+    "status_name",
+    "type_name",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,13 @@ import grpc
 DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
+)
+# Spread calls over every address the name resolves to, not just the first. With a headless
+# Kubernetes Service, "dns:///transactions:50052" resolves to every ready pod; the servers'
+# max_connection_age makes clients re-resolve, so new replicas of an autoscaler get calls too.
+ROUND_ROBIN: tuple[str, Any] = (
+    "grpc.service_config",
+    json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}),
 )
 
 
@@ -55,11 +63,35 @@ class TlsConfig:
         return self.certificate_chain is not None
 
 
+def channel_options(
+    address: str, options: Sequence[tuple[str, Any]] = (), *, round_robin: bool | None = None
+) -> list[tuple[str, Any]]:
+    """The options `open_channel` uses: ours, round robin when asked or implied, then the caller's.
+
+    `round_robin=None` means: for a "dns:///" address (one that may resolve to many servers).
+    A caller's own "grpc.service_config" or "grpc.lb_policy_name" wins.
+    """
+    if round_robin is None:
+        round_robin = address.startswith("dns:")
+    merged = list(DEFAULT_OPTIONS)
+    if round_robin and not {"grpc.service_config", "grpc.lb_policy_name"} & {k for k, _ in options}:
+        merged.append(ROUND_ROBIN)
+    return [*merged, *options]
+
+
 def open_channel(
-    address: str, tls: TlsConfig | None = None, options: Sequence[tuple[str, Any]] = ()
+    address: str,
+    tls: TlsConfig | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    *,
+    round_robin: bool | None = None,
 ) -> grpc.Channel:
-    """A channel to `address` ("host:port"); TLS when `tls` is given, plaintext otherwise."""
-    merged = [*DEFAULT_OPTIONS, *options]
+    """A channel to `address`; TLS when `tls` is given, plaintext otherwise.
+
+    "host:port" connects to the first address the name resolves to; "dns:///host:port" (e.g. a
+    headless Service) balances calls round robin over all of them (see `channel_options`).
+    """
+    merged = channel_options(address, options, round_robin=round_robin)
     if tls is None:
         return grpc.insecure_channel(address, options=merged)
     if tls.server_name:

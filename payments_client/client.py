@@ -15,6 +15,7 @@ from payments_client import retry
 from payments_client.auth import AuthClient
 from payments_client.credentials import TokenSource
 from payments_client.metadata import Metadata, MetadataInterceptor, call_with_token
+from payments_client.watch import WATCH_POLICY, ChangeStream
 
 StatusName = Literal["PENDING", "COMPLETED", "FAILED", "CANCELLED"]
 TypeName = Literal["PAYMENT", "REFUND"]
@@ -151,6 +152,27 @@ class PaymentsClient:
         reply = self._call(self._stub.UpdateTransactionStatus, request, idempotent=True)
         tx: pb.Transaction = reply.transaction
         return tx
+
+    def watch(
+        self, *, user_id: str = "", resume_token: str = "", policy: retry.RetryPolicy | None = None
+    ) -> ChangeStream:
+        """Every change the principal may see, as it is committed, for as long as you iterate.
+
+        Returns once the server has started the watch: without a `resume_token`, every change
+        committed after that is delivered. Reconnects by itself (with the token of the last change,
+        backoff and jitter, a renewed access token) and drops repeats by `event_id`; `close()` it
+        (or use it as a context manager) to stop. `user_id`: one user's changes (the
+        `transactions:watch` scope or an admin); empty: the caller's own (a user) or every user's.
+        Persist `stream.resume_token` after each change you handled to resume after a restart.
+        """
+        stream = ChangeStream(
+            self._stub.WatchTransactions,
+            self.tokens,
+            user_id=user_id,
+            resume_token=resume_token,
+            policy=policy or WATCH_POLICY,
+        )
+        return stream.start()
 
     def list_events(self, transaction_id: str) -> list[pb.TransactionEvent]:
         """The audit trail of one transaction, oldest first."""

@@ -24,6 +24,7 @@ class StatusDetails:
     domain: str = ""
     violations: dict[str, str] = field(default_factory=dict)
     retry_delay: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # ErrorInfo's, e.g. a watch's resume_token
 
 
 def status_details(err: grpc.RpcError) -> StatusDetails:
@@ -32,6 +33,7 @@ def status_details(err: grpc.RpcError) -> StatusDetails:
     message: str = (err.details() or "") if isinstance(err, grpc.Call) else str(err)
     reason, domain, delay = "", "", None
     violations: dict[str, str] = {}
+    extra: dict[str, str] = {}
     try:
         status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
     except ValueError:  # a trailer that contradicts the status line: trust the status line
@@ -44,12 +46,12 @@ def status_details(err: grpc.RpcError) -> StatusDetails:
             error_details_pb2.RetryInfo(),
         )
         if packed.Unpack(info):
-            reason, domain = info.reason, info.domain
+            reason, domain, extra = info.reason, info.domain, dict(info.metadata)
         elif packed.Unpack(bad):
             violations = {v.field: v.description for v in bad.field_violations}
         elif packed.Unpack(retry):
             delay = retry.retry_delay.ToTimedelta().total_seconds()
-    return StatusDetails(code, message, reason, domain, violations, delay)
+    return StatusDetails(code, message, reason, domain, violations, delay, extra)
 
 
 class PaymentsError(grpc.RpcError):

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "your-secret-key", "please-change-me"}
 MIN_HS256_SECRET_BYTES = 32
+DEFAULT_WATCHERS = 128  # open WatchTransactions streams per process when WATCH_MAX_WATCHERS is unset
 
 
 class CommonSettings(BaseSettings):
@@ -36,10 +37,23 @@ class CommonSettings(BaseSettings):
     token_audience: str = "payments"
     token_leeway_seconds: int = Field(default=5, ge=0, le=120)
 
+    # server processes sharing the port (SO_REUSEPORT), each with its own pool, threads and caches
+    processes: int = Field(default=1, ge=1, le=64)
     grpc_host: str = "[::]"
     grpc_max_workers: int = Field(default=16, ge=1, le=512)
-    grpc_max_concurrent_rpcs: int = Field(default=256, ge=1)
-    grpc_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # calls at once per process, counting calls that have sent headers and no message yet: above
+    # the 1,000 such calls that 10 connections may hold (GRPC_MAX_CONCURRENT_STREAMS each)
+    grpc_max_concurrent_rpcs: int = Field(default=2048, ge=1)
+    # 2.3 times the largest valid message (a ~110 KB transaction); a response stuck behind a
+    # client that never reads holds about three times this (tests/README.md, transport)
+    grpc_max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    # HTTP/2, per connection: what one peer may hold, and for how long (issue 16)
+    grpc_max_concurrent_streams: int = Field(default=100, ge=1)
+    grpc_max_metadata_bytes: int = Field(default=16 * 1024, ge=1024)
+    grpc_max_connection_idle_seconds: float = Field(default=60.0, gt=0)
+    # a connection is closed (GOAWAY) after this long, gRPC adding up to 10 % jitter, so clients
+    # resolve again and spread over new replicas; its calls get SHUTDOWN_GRACE_SECONDS to finish
+    grpc_max_connection_age_seconds: float = Field(default=300.0, gt=0)
     reflection_enabled: bool = True
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     health_check_interval_seconds: float = Field(default=2.0, gt=0)
@@ -73,7 +87,10 @@ class AuthSettings(CommonSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86400, ge=60)
     login_max_failures: int = Field(default=5, ge=1)
+    login_account_max_failures: int = Field(default=100, ge=1)
     login_peer_max_failures: int = Field(default=50, ge=1)
+    register_peer_max: int = Field(default=30, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     login_lockout_seconds: float = Field(default=30.0, gt=0)
     login_lockout_max_seconds: float = Field(default=900.0, gt=0)
@@ -81,6 +98,9 @@ class AuthSettings(CommonSettings):
     password_time_cost: int = Field(default=2, ge=1)
     password_memory_kib: int = Field(default=19456, ge=1024)
     password_parallelism: int = Field(default=1, ge=1)
+    # hashes at once (each holds PASSWORD_MEMORY_KIB); unset: the CPUs this process may use
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=256)
+    password_hash_wait_seconds: float = Field(default=5.0, gt=0)
 
 
 class TransactionSettings(CommonSettings):
@@ -94,8 +114,39 @@ class TransactionSettings(CommonSettings):
     auth_service_ca_file: Path | None = Field(
         default=None, description="CA of the auth service's TLS certificate"
     )
-    jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    jwks_min_refresh_seconds: float = Field(default=1.0, ge=0)
+    jwks_refresh_seconds: float = Field(default=300.0, gt=0)
     page_token_key: SecretStr | None = None
+    # WatchTransactions (the change stream); WATCH_MAX_WATCHERS unset: 128, at most half the call slots
+    watch_max_watchers: int | None = Field(default=None, ge=1)
+    watch_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    watch_retention_seconds: int = Field(default=7 * 86400, ge=1)
+    watch_account_check_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def watch_limit(self) -> int:
+        """Open watch streams per process: each holds a call slot, so unary calls always keep some."""
+        if self.watch_max_watchers is not None:
+            return self.watch_max_watchers
+        return max(1, min(DEFAULT_WATCHERS, self.grpc_max_concurrent_rpcs // 2))
+
+    @model_validator(mode="after")
+    def _check_page_token_key(self) -> TransactionSettings:
+        if self.processes > 1 and self.page_token_key is None:
+            raise ValueError(
+                "PAGE_TOKEN_KEY: required when PROCESSES > 1: each process would sign page and resume"
+                " tokens with a random key of its own, and a token from one process would fail on another"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_watchers(self) -> TransactionSettings:
+        if self.watch_max_watchers is not None and self.watch_max_watchers >= self.grpc_max_concurrent_rpcs:
+            raise ValueError(
+                "WATCH_MAX_WATCHERS: must be below GRPC_MAX_CONCURRENT_RPCS, so that watchers never hold"
+                " every call slot"
+            )
+        return self
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -26,7 +26,7 @@ import psycopg2.extensions
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.pool import PoolProxiedConnection
 
-from payments_common import errors
+from payments_common import dsn, errors
 from payments_common.config import CommonSettings
 from payments_common.session import Row, Session
 
@@ -39,7 +39,11 @@ _RETURNED_AT, _CONNECTED_AT = "payments.returned_at", "payments.connected_at"
 
 
 def driver_url(url: str) -> str:
-    """Pin the psycopg2 driver (SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3)."""
+    """Pin the psycopg2 driver (SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3).
+
+    A libpq multi-host URL (`h1:p1,h2:p2`) becomes SQLAlchemy's `host=` form (`payments_common.dsn`).
+    """
+    url = dsn.sqlalchemy_url(url)
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
@@ -169,6 +173,8 @@ class Database:
         if isinstance(err, psycopg2.OperationalError | psycopg2.InterfaceError) or (
             # e.g. a DatabaseError "server closed the connection unexpectedly": the dialect knows them
             self.engine.dialect.is_disconnect(err, driver, None)  # type: ignore[arg-type]
+            # a standby reached through a connection made before a failover demoted its server
+            or isinstance(err, psycopg2.errors.ReadOnlySqlTransaction)
         ):
             self._lost_at = time.monotonic()
             if connection is not None:

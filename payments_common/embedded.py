@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, pool, text
@@ -12,6 +13,24 @@ from payments_common.db import driver_url
 
 DEFAULT_DATA_DIR = Path(".data/postgres")
 DATABASE = "payments"
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def dev_data_dir() -> Path:
+    """Where `make run` keeps its database: PAYMENTS_DATA_DIR, else the checkout's .data/postgres."""
+    return Path(os.environ.get("PAYMENTS_DATA_DIR") or CHECKOUT / DEFAULT_DATA_DIR)
+
+
+def dev_database_url() -> str | None:
+    """A superuser URL of `make run`'s dev database, or None when there is none on this machine.
+
+    A running server is shared (its runner keeps it up); a stopped one is started for this process
+    and stopped again when the last process using it exits.
+    """
+    data_dir = dev_data_dir()
+    if not (data_dir / "PG_VERSION").exists():
+        return None
+    return start(data_dir)
 
 
 def start(

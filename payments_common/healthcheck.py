@@ -1,11 +1,13 @@
-"""`python -m payments_common.healthcheck HOST:PORT [SERVICE]`: exit 0 when SERVING.
+"""`python -m payments_common.healthcheck [HOST:PORT [SERVICE]]`: exit 0 when SERVING.
 
-Container health checks use it (the image has no grpc_health_probe binary).
+Container health checks use it (the image has no grpc_health_probe binary). Without an address
+it probes $HEALTHCHECK_ADDRESS, else the auth service's default port (the image's HEALTHCHECK).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +37,8 @@ def check(address: str, service: str, timeout: float, ca_file: Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and probe once."""
     parser = argparse.ArgumentParser(prog="python -m payments_common.healthcheck", description=__doc__)
-    parser.add_argument("address")
+    default_address = os.environ.get("HEALTHCHECK_ADDRESS", "localhost:50051")
+    parser.add_argument("address", nargs="?", default=default_address)
     parser.add_argument("service", nargs="?", default="")
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--tls-ca", type=Path, default=None, help="CA bundle when the server uses TLS")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +30,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands the record to the writer thread as it is: formatting and the write to stderr happen
+    there, off the event loop (the records carry only plain `extra` values, and a traceback is
+    rendered by the formatter from `exc_info`, which stays on the record)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure(level: str, service: str) -> None:
-    """Send JSON lines to stderr at `level`, tagged with the service name.
+    """Send JSON lines to stderr at `level`, tagged with the service name, from a writer thread.
 
     The lines never show the caller's file and line, thread or process, so the logging module is
     told not to collect them (the "Optimization" switches of the logging HOWTO): finding the
@@ -38,8 +50,13 @@ def configure(level: str, service: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter())
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)  # every line queued before exit is written
+    handler = _Enqueue(lines)
     old_factory = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:

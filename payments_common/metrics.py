@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from grpc._cython import cygrpc  # type: ignore[attr-defined]  # channelz: no public Python API
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
@@ -22,6 +28,54 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being handled now, by method", ["grpc_method"])
 DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Database connections checked out of the pool")
 DB_POOL_SIZE = Gauge("db_pool_size", "Database connections the pool may hold")
+
+
+class TransportCollector(Collector):
+    """HTTP/2 figures of this process's gRPC servers, read from grpc core's channelz on each scrape.
+
+    The interceptors never see a stream that a client resets before its handler runs; channelz
+    counts it (a rapid reset shows as failed calls climbing, most of them on one connection).
+    Streams refused over GRPC_MAX_CONCURRENT_STREAMS are counted nowhere in grpc.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        started = failed = connections = worst = 0
+        for server in _channelz("servers", cygrpc.channelz_get_servers(0)).get("server", []):
+            data = server.get("data", {})
+            started += int(data.get("callsStarted", 0))
+            failed += int(data.get("callsFailed", 0))
+            server_id = int(server["ref"]["serverId"])
+            refs = _channelz("sockets", cygrpc.channelz_get_server_sockets(server_id, 0, 10_000))
+            for ref in refs.get("socketRef", []):
+                connections += 1
+                socket = _channelz("socket", cygrpc.channelz_get_socket(int(ref["socketId"])))
+                worst = max(worst, int(socket.get("socket", {}).get("data", {}).get("streamsFailed", 0)))
+        yield CounterMetricFamily(
+            "grpc_transport_calls_started", "HTTP/2 streams the servers accepted", value=started
+        )
+        yield CounterMetricFamily(
+            "grpc_transport_calls_failed",
+            "accepted streams that ended in error, including those the client reset (RST_STREAM)",
+            value=failed,
+        )
+        yield GaugeMetricFamily("grpc_transport_connections", "open HTTP/2 connections", value=connections)
+        yield GaugeMetricFamily(
+            "grpc_transport_connection_calls_failed_max",
+            "failed streams of the open connection with the most: one rapid-resetting peer stands out",
+            value=worst,
+        )
+
+
+def _channelz(what: str, raw: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        log.warning("unreadable channelz answer", extra={"what": what})
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+REGISTRY.register(TransportCollector())
 
 
 def watch_pool(engine: Engine) -> None:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -25,43 +22,26 @@ import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
 
-from payments_common import metrics
+from payments_common import metrics, reflection
 from payments_common.config import CommonSettings
+from payments_common.offload import Offload
 
+__all__ = ["Offload", "RunningServer", "Service", "start_server"]  # Offload: where callers found it
 log = logging.getLogger("payments.server")
 # "liveness" stays SERVING while the process works (a database outage must not restart pods);
 # "" and each service name follow database reachability (readiness).
 LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# the longest a pending SIGTERM/SIGINT waits for the main thread (see serve_until_signalled)
+SIGNAL_POLL_SECONDS = 0.2
 P = ParamSpec("P")
 if TYPE_CHECKING:
     Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     Interceptor = grpc.aio.ServerInterceptor
 T = TypeVar("T")
-
-
-class Offload:
-    """The bounded thread pool that runs blocking work (psycopg2, hashing) for the coroutines.
-
-    The caller's context variables (the verified principal, the call record) are copied along.
-    """
-
-    def __init__(self, workers: int, name: str = "db"):
-        self._pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-
-    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` on the pool and await its result."""
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    def shutdown(self) -> None:
-        """Finish queued work and stop the threads."""
-        self._pool.shutdown(wait=True)
 
 
 @dataclass
@@ -138,6 +118,11 @@ def _credentials(settings: CommonSettings) -> grpc.ServerCredentials | None:
     )
 
 
+def _millis(seconds: float) -> int:
+    """A duration for a grpc channel argument (int milliseconds, capped at INT_MAX: no limit)."""
+    return min(int(seconds * 1000), 2**31 - 1)
+
+
 async def _start(
     settings: CommonSettings,
     port: int,
@@ -151,8 +136,23 @@ async def _start(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            # a second instance on a port in use must fail, not take half the connections
-            ("grpc.so_reuseport", 0),
+            # a second instance on a port in use must fail, not take half the connections; only
+            # the PROCESSES of one instance share it (payments_common.processes checks it is free)
+            ("grpc.so_reuseport", int(settings.processes > 1)),
+            # per connection: streams beyond this are refused (REFUSED_STREAM; grpc clients wait
+            # for a free one), and core counts a reset stream until it is freed, so a rapid reset
+            # cannot run more than this many calls of one connection at once
+            ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
+            # soft = hard: no random refusals between 8 and 16 KiB (the hard limit holds only
+            # once the client has acknowledged SETTINGS: tests/README.md, transport, 11)
+            ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", settings.grpc_max_metadata_bytes),
+            # a connection without calls is closed (GOAWAY); answers stuck behind a client's
+            # zero flow-control window do not count as calls, so they are dropped then too
+            ("grpc.max_connection_idle_ms", _millis(settings.grpc_max_connection_idle_seconds)),
+            # clients reconnect (and re-resolve) now and then, so load spreads over new replicas
+            ("grpc.max_connection_age_ms", _millis(settings.grpc_max_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _millis(settings.shutdown_grace_seconds)),
         ],
     )
     health_servicer = health_aio.HealthServicer()
@@ -161,7 +161,7 @@ async def _start(
     for service in services:
         service.register(server)
     if settings.reflection_enabled:
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        reflection.enable(server, [*names, health.SERVICE_NAME])
     address = f"{settings.grpc_host}:{port}"
     credentials = _credentials(settings)
     try:
@@ -217,7 +217,16 @@ def start_server(
 
 
 def serve_until_signalled(running: RunningServer) -> None:
-    """Block until SIGTERM/SIGINT, then drain gracefully (closers release the pool)."""
+    """Block until SIGTERM/SIGINT, then drain gracefully (closers release the pool).
+
+    The wait has a timeout on purpose. CPython runs a Python signal handler only on the main
+    thread, when that thread next runs bytecode; the kernel may hand a process-wide signal to any
+    thread. When two arrive together (Ctrl-C under `make run`: the terminal's SIGINT reaches every
+    process of the group and the dev runner adds a SIGTERM), the second lands on another thread,
+    because the main one already has a signal pending, and that thread may take both off the
+    queue. An untimed wait of the main thread is then resumed, not interrupted, and the handler
+    would never run: the service hung until it was killed.
+    """
     done = threading.Event()
 
     def _handle(signum: int, _frame: FrameType | None) -> None:
@@ -226,5 +235,6 @@ def serve_until_signalled(running: RunningServer) -> None:
 
     signal.signal(signal.SIGTERM, _handle)
     signal.signal(signal.SIGINT, _handle)
-    done.wait()
+    while not done.wait(SIGNAL_POLL_SECONDS):  # each timeout returns to bytecode: handlers run
+        pass
     running.stop()

@@ -6,22 +6,28 @@ unknown `kid` triggers at most one key refresh per `min_refresh_seconds`.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import jwt
 
 from payments_common.errors import Unauthenticated
+from payments_common.key_cache import (
+    ASYMMETRIC_ALGORITHMS,
+    CachedKeys,
+    KeyFetcher,
+    VerificationKey,
+    keys_from_jwks,
+)
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "CachedKeys", "KeyFetcher", "VerificationKey", "keys_from_jwks"]
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 header typ
-ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
 SCOPE_SETTLE = "transactions:settle"
+SCOPE_WATCH = "transactions:watch"  # WatchTransactions of every user's transactions
 HS256_KID = "hs256"  # the kid of tokens signed with the shared SECRET_KEY (ALGORITHM=HS256)
 
 
@@ -46,56 +52,6 @@ class Principal:
         return self.is_admin or scope in self.scopes
 
 
-@dataclass(frozen=True)
-class VerificationKey:
-    """A key that verifies tokens of exactly one algorithm."""
-
-    kid: str
-    algorithm: str
-    key: Any = field(repr=False)
-
-
-KeyFetcher = Callable[[], Mapping[str, VerificationKey]]
-
-
-def keys_from_jwks(jwks_json: str) -> dict[str, VerificationKey]:
-    """Parse a JWK set, keeping only asymmetric public keys with a kid and alg."""
-    result: dict[str, VerificationKey] = {}
-    for entry in json.loads(jwks_json).get("keys", []):
-        alg, kid = entry.get("alg"), entry.get("kid")
-        if alg not in ASYMMETRIC_ALGORITHMS or not kid or "d" in entry:
-            continue
-        result[kid] = VerificationKey(kid=kid, algorithm=alg, key=jwt.PyJWK.from_dict(entry).key)
-    return result
-
-
-class CachedKeys:
-    """Keys cached in memory; refreshed on an unknown kid at most once per interval."""
-
-    def __init__(self, fetch: KeyFetcher, min_refresh_seconds: float = 30.0):
-        self._fetch = fetch
-        self._min_refresh = min_refresh_seconds
-        self._keys: Mapping[str, VerificationKey] = {}
-        self._fetched_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def get(self, kid: str) -> VerificationKey | None:
-        """The key for `kid`, refreshing once if it is unknown and the interval allows."""
-        key = self._keys.get(kid)
-        if key is not None:
-            return key
-        with self._lock:
-            key = self._keys.get(kid)
-            if key is None and time.monotonic() - self._fetched_at >= self._min_refresh:
-                self._fetched_at = time.monotonic()
-                try:
-                    self._keys = dict(self._fetch())
-                except Exception:
-                    return None
-                key = self._keys.get(kid)
-        return key
-
-
 class TokenVerifier:
     """Verifies bearer access tokens and returns the Principal they name.
 
@@ -115,6 +71,11 @@ class TokenVerifier:
         self._verified: dict[str, Principal] = {}
         self._cache_lock = threading.Lock()
 
+    @property
+    def keys(self) -> CachedKeys:
+        """The verification keys (their `maintain` is the scheduled refresh)."""
+        return self._keys
+
     def remembered(self, token: str) -> Principal | None:
         """The principal of a token verified before and not expired since (no I/O, no crypto)."""
         cached = self._verified.get(token)
@@ -124,12 +85,17 @@ class TokenVerifier:
             self._verified.pop(token, None)
         return None
 
-    def verify(self, token: str) -> Principal:
-        """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise."""
+    def verify(self, token: str, *, patient: bool = True) -> Principal:
+        """Verify signature, algorithm, type and claims; raise Unauthenticated otherwise.
+
+        `patient`: a token newer than the keys whose kid is unknown while the keys were just
+        refreshed is UNAVAILABLE (`KEY_UNKNOWN_YET`, retry after the refresh interval) rather than
+        refused; the caller waits that long and verifies again with `patient=False`.
+        """
         cached = self.remembered(token)
         if cached is not None:
             return cached
-        principal = self._verify(token)
+        principal = self._verify(token, patient)
         if self._cache_size > 0:
             self._remember(token, principal)
         return principal
@@ -144,7 +110,7 @@ class TokenVerifier:
                     del self._verified[next(iter(self._verified))]  # the oldest entry
             self._verified[token] = principal
 
-    def _verify(self, token: str) -> Principal:
+    def _verify(self, token: str, patient: bool) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -154,7 +120,7 @@ class TokenVerifier:
             raise Unauthenticated("access token header is not acceptable", reason="TOKEN_INVALID")
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise Unauthenticated("not an access token", reason="TOKEN_INVALID")
-        key = self._keys.get(kid)
+        key = self._keys.get(kid, _issued_at(token) if patient else None)
         if key is None or header.get("alg") != key.algorithm:
             raise Unauthenticated("access token signed by an unknown key", reason="TOKEN_INVALID")
         try:
@@ -184,6 +150,15 @@ class TokenVerifier:
             token_id=str(claims["jti"]),
             expires_at=int(claims["exp"]),
         )
+
+
+def _issued_at(token: str) -> float | None:
+    """The token's unverified `iat`, only to tell a key not fetched yet from one that does not exist."""
+    try:
+        iat = jwt.decode(token, options={"verify_signature": False}).get("iat")
+    except jwt.PyJWTError:
+        return None
+    return float(iat) if isinstance(iat, int | float) else None
 
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:

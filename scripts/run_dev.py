@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from auth_service.app import build_service  # noqa: E402
+from dashboard import dev as dashboard_dev  # noqa: E402
 from payments_common import embedded  # noqa: E402
-from payments_common.config import AuthSettings, load_settings  # noqa: E402
+from payments_common.config import AuthSettings, TransactionSettings, load_settings  # noqa: E402
 from payments_common.errors import AlreadyExists  # noqa: E402
+from sandbox_processor.dev import start_for_dev  # noqa: E402
 
 DEV_ADMIN_EMAIL = "admin@payments.local"
 DEV_ADMIN_PASSWORD = "dev-admin-password"  # only ever created on the embedded dev database
@@ -50,15 +52,23 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def main() -> int:
     """Start everything, print how to call it, and wait for Ctrl-C."""
+    # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a background job)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     dev_database = not env.get("DATABASE_URL")
     if dev_database:
-        data_dir = Path(env.get("PAYMENTS_DATA_DIR", ROOT / ".data" / "postgres"))
+        data_dir = embedded.dev_data_dir()
         env["DATABASE_URL"] = embedded.start(data_dir)
         print(f"embedded PostgreSQL running (data in {data_dir})", flush=True)
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
     os.environ.update(env)
     settings = load_settings(AuthSettings)
+    # the ports as the services will read them (environment, then .env); the transaction service
+    # fetches its keys from the auth service this runner starts, whatever AUTH_SERVICE_ADDR says
+    auth_port = settings.auth_port
+    tx_port = load_settings(TransactionSettings).transaction_port
+    auth_address = f"localhost:{auth_port}"
     if dev_database:
         service, _keys, database = build_service(settings)
         try:
@@ -67,51 +77,57 @@ def main() -> int:
             pass
         finally:
             database.dispose()
-    children = [
-        subprocess.Popen(
+    derived = {"auth_service": {}, "transaction_service": {"AUTH_SERVICE_ADDR": auth_address}}
+    sandbox = start_for_dev(env)  # first: it fills in the sandbox's dev key and secret for the others
+    children = {
+        module: subprocess.Popen(
             [sys.executable, "-m", module],
             cwd=ROOT,
-            env={**env, "DATABASE_ROLE": env.get("DATABASE_ROLE") or role},
+            env={**env, "DATABASE_ROLE": env.get("DATABASE_ROLE") or role, **derived[module]},
         )
         for module, role in ROLES.items()
-    ]
-    auth_port = int(env.get("AUTH_PORT", "50051"))
-    tx_port = int(env.get("TRANSACTION_PORT", "50052"))
-    code = 1  # a service that dies on its own ends the run with an error
+    }
+    children["sandbox_processor"] = sandbox
+    children["dashboard"] = dashboard_dev.start(env, auth_port=auth_port, tx_port=tx_port)
     try:
-        wait_healthy(f"localhost:{auth_port}", "payments.auth.v1.AuthService")
+        wait_healthy(auth_address, "payments.auth.v1.AuthService")
         wait_healthy(f"localhost:{tx_port}", "payments.transaction.v1.TransactionService")
+        dashboard_port = dashboard_dev.wait_ready()
         print_usage(auth_port, tx_port, dev_database)
-        # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a background job)
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
+        print(dashboard_dev.usage(dashboard_port), flush=True)
+        while all(child.poll() is None for child in children.values()):
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        code = 0
+        pass
     finally:
-        if not _stop(children):
-            code = 1
-    return code
+        clean = _stop(children)
+    print("all services stopped" if clean else "stopped with errors", flush=True)
+    return 0 if clean else 1
 
 
-def _stop(children: list[subprocess.Popen[bytes]], grace: float = 30.0) -> bool:
+def _stop(children: dict[str, subprocess.Popen[bytes]], grace: float = 30.0) -> bool:
     """SIGTERM every service and wait for its drain; one that does not stop in time is killed.
 
-    True when every service stopped by itself.
+    True when every service stopped by itself with status 0. A Ctrl-C in a terminal reaches the
+    services too (one process group), so a service may have drained and exited 0 before this runs;
+    one that exited otherwise died on its own, and the run ends with an error.
     """
-    for child in children:
+    for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     clean = True
     deadline = time.monotonic() + grace
-    for child in children:
+    for name, child in children.items():
         try:
-            child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            code = child.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            print(f"{child.args[-1]} did not stop within {grace:.0f} s; killing it", flush=True)
+            print(f"{name} did not stop within {grace:.0f} s; killing it", flush=True)
             child.kill()
             child.wait()
+            clean = False
+            continue
+        if code != 0:
+            print(f"{name} exited with status {code}", flush=True)
             clean = False
     return clean
 

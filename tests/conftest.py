@@ -1,6 +1,8 @@
 """Session fixtures: one real PostgreSQL (embedded or TEST_DATABASE_URL), real servers, real channels.
 
-Data is isolated per test by unique users, never by dropping tables.
+Data is isolated per test by unique users, never by dropping tables. Fixtures only: the helpers
+they use live in tests/helpers.py (callers, waiting, ports, log watching) and tests/servers.py
+(settings, roles, service processes).
 """
 
 from __future__ import annotations
@@ -21,34 +23,10 @@ from sqlalchemy import Engine, create_engine, pool, text
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common import embedded
-from payments_common.config import AuthSettings, TransactionSettings
 from payments_common.db import driver_url
-from payments_common.logs import JsonFormatter
 from payments_common.server import RunningServer
-from tests.helpers import Caller
-
-ROOT = Path(__file__).resolve().parent.parent
-AUTH_ROLE, TX_ROLE = "payments_auth_svc", "payments_tx_svc"
-# fast hashing parameters keep the suite quick; production defaults are in config.py
-FAST_HASH = {"password_time_cost": 1, "password_memory_kib": 8192}
-
-
-class SecretWatch(logging.Handler):
-    """Collects every log line of the session and the secrets the tests handed out."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-        self.secrets: set[str] = set()
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    def leaks(self, extra_text: str = "") -> list[str]:
-        """Secrets that appear in any collected line (or in `extra_text`)."""
-        corpus = "\n".join(self.lines) + extra_text
-        return sorted(s[:6] + "…" for s in self.secrets if len(s) >= 8 and s in corpus)
+from tests.helpers import Caller, SecretWatch
+from tests.servers import FAST_HASH_ENV, ROOT, auth_settings, migrate, tx_settings
 
 
 @pytest.fixture(scope="session")
@@ -71,17 +49,6 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         return driver_url(url)
     data = Path(tempfile.mkdtemp(prefix="payments-pg-")) / "data"
     return embedded.start(data, "postgres", delete_on_exit=True)
-
-
-def migrate(url: str) -> None:
-    """Migrate the database of `url` to head with Alembic (the same command operators run)."""
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -132,23 +99,6 @@ def db_engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def auth_settings(database_url: str, **overrides: Any) -> AuthSettings:
-    """Auth settings for an in-process server on a free port."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "database_role": AUTH_ROLE,
-        "auth_port": 0,
-        "auth_metrics_port": 0,
-        "grpc_host": "127.0.0.1",
-        "login_peer_max_failures": 10_000,
-        "shutdown_grace_seconds": 1.0,
-        "signing_key_cache_seconds": 0.2,
-        **FAST_HASH,
-        **overrides,
-    }
-    return AuthSettings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
 @pytest.fixture(scope="session")
 def start_auth(database_url: str, secret_watch: SecretWatch) -> Iterator[Callable[..., RunningServer]]:
     """Factory: start another auth server with setting overrides (stopped at session end)."""
@@ -177,22 +127,6 @@ def auth_stub(auth_address: str) -> Iterator[auth_pb2_grpc.AuthServiceStub]:
     """A stub on a real channel to the shared auth server."""
     with grpc.insecure_channel(auth_address) as channel:
         yield auth_pb2_grpc.AuthServiceStub(channel)
-
-
-def tx_settings(database_url: str, auth_address: str = "", **overrides: Any) -> TransactionSettings:
-    """Transaction settings for an in-process server on a free port."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "database_role": TX_ROLE,
-        "transaction_port": 0,
-        "transaction_metrics_port": 0,
-        "grpc_host": "127.0.0.1",
-        "auth_service_addr": auth_address,
-        "jwks_min_refresh_seconds": 0.5,
-        "shutdown_grace_seconds": 1.0,
-        **overrides,
-    }
-    return TransactionSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -248,13 +182,6 @@ def auth_service_cli(database_url: str) -> Callable[..., subprocess.CompletedPro
         )
 
     return _run
-
-
-# subprocesses: fast hashing, and no fixed metrics port that another process may hold
-FAST_HASH_ENV = {k.upper(): str(v) for k, v in FAST_HASH.items()} | {
-    "AUTH_METRICS_PORT": "0",
-    "TRANSACTION_METRICS_PORT": "0",
-}
 
 
 @pytest.fixture(scope="session")

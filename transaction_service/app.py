@@ -21,6 +21,7 @@ from payments_common.tokens import (
     VerificationKey,
     keys_from_jwks,
 )
+from transaction_service import streaming
 from transaction_service.pagination import PageTokens
 from transaction_service.repository import PostgresStore
 from transaction_service.service import Payments
@@ -59,6 +60,8 @@ def verifier(settings: TransactionSettings) -> TokenVerifier:
         keys = CachedKeys(
             _jwks_fetcher(settings.auth_service_addr, settings.auth_service_ca_file),
             settings.jwks_min_refresh_seconds,
+            settings.jwks_refresh_seconds,
+            name=f"auth service's public keys (from {settings.auth_service_addr})",
         )
     return TokenVerifier(
         keys,
@@ -73,24 +76,29 @@ def start(settings: TransactionSettings) -> RunningServer:
     database = db.database_for(settings, "transaction_service")
     secret = settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
     offload = Offload(settings.grpc_max_workers)
+    stream = streaming.build(settings, database, offload)
     servicer = TransactionServicer(
         Payments(PostgresStore(database), PageTokens(secret)),
         offload,
         settings.db_statement_timeout_ms,
         settings.grpc_max_message_bytes,
+        watches=stream.watches,
     )
     service = Service(
         SERVICE_NAME,
         lambda server: transaction_pb2_grpc.add_TransactionServiceServicer_to_server(servicer, server),
     )
+    tokens = verifier(settings)
     running = start_server(
         settings,
         settings.transaction_port,
         services=[service],
-        interceptors=interceptors_for(ERROR_DOMAIN, verifier(settings), offload, PUBLIC_METHODS),
-        probe=database.ping,
+        interceptors=interceptors_for(ERROR_DOMAIN, tokens, offload, PUBLIC_METHODS),
+        # ready only with the keys that verify tokens (refreshed on schedule here) and the database
+        probe=lambda: tokens.keys.maintain() and database.ping(),
         metrics_port=settings.transaction_metrics_port,
     )
     metrics.watch_pool(database.engine)
+    streaming.attach(running, stream)  # watches end (UNAVAILABLE) before the drain; their reader closes first
     running.closers += [offload.shutdown, database.dispose]
     return running

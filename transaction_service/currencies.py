@@ -1,4 +1,4 @@
-"""The fixed ISO 4217 list this service accepts, with each currency's minor-unit exponent.
+"""The currencies this service accepts (the shared ISO 4217 table) and the largest amount of each.
 
 Amounts travel as integers of the minor unit (cents for USD, yen for JPY), so
 a fraction of a minor unit cannot even be written down. The exponent instead
@@ -7,36 +7,17 @@ bounds the amount: at most `MAX_MAJOR_UNITS` major units, i.e.
 (100x too large) is therefore refused where the same number is a valid USD
 amount, and no amount or sum of a few refunds comes near the int64 limit.
 
-Funds, precious metals and testing codes (XAU, XDR, XTS, ...) are left out on
-purpose: they are not payment currencies.
+The table itself lives in `payments_common.currencies`, because the dashboard formats amounts
+with the same exponents.
 """
 
 from __future__ import annotations
 
+from payments_common.currencies import EXPONENTS, exponent
+
+__all__ = ["EXPONENTS", "MAX_MAJOR_UNITS", "exponent", "max_amount_minor"]
+
 MAX_MAJOR_UNITS = 10**12
-
-_BY_EXPONENT: dict[int, str] = {
-    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
-    2: (
-        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD "
-        "CAD CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD "
-        "GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD "
-        "MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP "
-        "PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS "
-        "TMT TOP TRY TTD TWD TZS UAH USD UYU UZS VES WST XCD YER ZAR ZMW ZWG"
-    ),
-    3: "BHD IQD JOD KWD LYD OMR TND",
-    4: "UYW",
-}
-
-EXPONENTS: dict[str, int] = {
-    code: exponent for exponent, codes in _BY_EXPONENT.items() for code in codes.split()
-}
-
-
-def exponent(code: str) -> int | None:
-    """The minor-unit exponent of `code` (2 for USD, 0 for JPY), or None if not supported."""
-    return EXPONENTS.get(code)
 
 
 def max_amount_minor(code: str) -> int:

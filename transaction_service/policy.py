@@ -8,6 +8,9 @@
 - A settler (service principal with the scope, or an admin) may read and
   change any user's transaction: it must read what it settles.
 - Only admins may list another user's transactions.
+- A user watches the changes of their own transactions only; the `transactions:watch` scope (a
+  service principal; admins hold it implicitly) watches every user's, or one user's. A service
+  principal without it is PERMISSION_DENIED whatever it asks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from payments_common.errors import PermissionDenied, Unauthenticated
-from payments_common.tokens import SCOPE_SETTLE, Principal
+from payments_common.tokens import SCOPE_SETTLE, SCOPE_WATCH, Principal
 from transaction_service.domain import SETTLEMENTS, Status
 
 
@@ -56,3 +59,20 @@ def list_owner(principal: Principal, requested: UUID | None) -> UUID:
     if not principal.is_admin:
         raise PermissionDenied("only admins may list another user's transactions", reason="ADMIN_REQUIRED")
     return requested
+
+
+def watch_owner(principal: Principal, requested: UUID | None) -> UUID | None:
+    """Whose changes a watch shows: one user's, or every user's (None)."""
+    if principal.can(SCOPE_WATCH):
+        return requested
+    if principal.kind != "user":
+        raise PermissionDenied(
+            f"watching transactions needs the {SCOPE_WATCH} scope", reason="WATCH_SCOPE_REQUIRED"
+        )
+    own = caller_id(principal)
+    if requested is None or requested == own:
+        return own
+    raise PermissionDenied(
+        f"watching another user's transactions needs the {SCOPE_WATCH} scope or the admin role",
+        reason="WATCH_SCOPE_REQUIRED",
+    )

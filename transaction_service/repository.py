@@ -24,17 +24,19 @@ _RELEASING = sorted(s.value for s in domain.RELEASING)
 
 
 class Account(NamedTuple):
-    """A caller whose account must exist and not be disabled: a user or a service principal."""
+    """A caller whose account must exist, be enabled and still hold `claims`: a user or a service."""
 
     kind: str  # "user" or "service", as in the token
     id: UUID
+    claims: tuple[str, ...] = ()  # the token's powers the account must still have: roles or scopes
 
 
-def _caller(account: Account) -> dict[str, UUID | None]:
-    """The parameters of `sql.CALLER_ACTIVE` (the other kind's is NULL)."""
+def _caller(account: Account) -> dict[str, UUID | list[str] | None]:
+    """The parameters of `sql.CALLER_ACTIVE` (the other kind's id is NULL)."""
     return {
         "caller_user": account.id if account.kind == "user" else None,
         "caller_service": account.id if account.kind == "service" else None,
+        "caller_claims": list(account.claims),
     }
 
 

@@ -14,8 +14,9 @@ from transaction_service.repository import Account, Repository, Store
 
 
 def _caller(principal: Principal) -> Account:
-    """The account that must exist and be enabled for the call: the caller's own."""
-    return Account(principal.kind, policy.caller_id(principal))
+    """The account that must exist, be enabled and still hold what the token claims: the caller's own."""
+    claims = principal.roles & {"admin"} if principal.kind == "user" else principal.scopes
+    return Account(principal.kind, policy.caller_id(principal), tuple(sorted(claims)))
 
 
 def _not_found(repo: Repository, principal: Principal) -> Exception:
@@ -33,9 +34,13 @@ def _inactive(principal: Principal) -> Unauthenticated:
     """A token stops working once its user or service principal is disabled or deleted."""
     if principal.kind == "service":
         return Unauthenticated(
-            "the token's service principal is disabled or no longer exists", reason="PRINCIPAL_DISABLED"
+            "the token's service principal is disabled, no longer exists or lost a scope the token claims",
+            reason="PRINCIPAL_DISABLED",
         )
-    return Unauthenticated("the token's user is disabled or no longer exists", reason="USER_DISABLED")
+    return Unauthenticated(
+        "the token's user is disabled, no longer exists or lost a role the token claims; log in again",
+        reason="USER_DISABLED",
+    )
 
 
 class Payments:

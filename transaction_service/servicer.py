@@ -5,6 +5,8 @@ No SQL, no rules. Errors are raised as DomainError and mapped to status by the i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
@@ -13,15 +15,17 @@ import grpc
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
-from payments_common.errors import DeadlineExceeded, InvalidArgument
+from payments_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from payments_common.interceptors import current_principal
 from payments_common.server import Offload
 from transaction_service import policy, validation, wire
 from transaction_service.pagination import ListFilter
 from transaction_service.service import Payments
+from transaction_service.watch import Watches
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TransactionService"].full_name
 PUBLIC_METHODS: frozenset[str] = frozenset()  # every call needs a verified access token
+RESUME_TOKEN_HEADER = "x-resume-token"  # initial metadata of a watch: where it starts
 Context = grpc.aio.ServicerContext
 
 
@@ -34,8 +38,12 @@ class TransactionServicer(transaction_pb2_grpc.TransactionServiceServicer):
         offload: Offload,
         statement_timeout_ms: int,
         max_message_bytes: int = 1 << 20,
+        *,
+        watches: Watches | None = None,
     ):
         self._payments = payments
+        self._watches = watches
+        self._changes = wire.ChangeMessages()
         self._offload = offload
         self._max_timeout_ms = statement_timeout_ms
         # room for the page token and framing; a page never outgrows the send limit
@@ -150,3 +158,21 @@ class TransactionServicer(transaction_pb2_grpc.TransactionServiceServicer):
             self._payments.events, current_principal(), tx_id, self._budget_ms(context)
         )
         return pb.ListTransactionEventsResponse(events=[wire.event(ev) for ev in found])
+
+    async def WatchTransactions(
+        self,
+        request: pb.WatchTransactionsRequest,
+        context: Context[pb.WatchTransactionsRequest, pb.TransactionChange],
+    ) -> AsyncIterator[pb.TransactionChange]:
+        if self._watches is None:
+            raise Unavailable("this server does not serve WatchTransactions", reason="WATCH_DISABLED")
+        principal = current_principal()
+        requested = validation.require_uuid("user_id", request.user_id) if request.user_id else None
+        owner = policy.watch_owner(principal, requested)
+        watch = self._watches.follow(principal, owner, request.resume_token, self._max_timeout_ms)
+        async with contextlib.aclosing(watch) as changes:  # ended in this task, whatever ends the call
+            async for change, resume_token in changes:
+                if change is None:  # the watch is live: its start position, before any change arrives
+                    await context.send_initial_metadata(((RESUME_TOKEN_HEADER, resume_token),))
+                    continue
+                yield self._changes(change, resume_token)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime
+from uuid import UUID
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from payments.transaction.v1 import transaction_pb2 as pb
+from transaction_service.changes import Change
 from transaction_service.domain import Event, Status, Transaction, TxType
 
 STATUS_TO_WIRE: dict[Status, pb.TransactionStatus] = {
@@ -102,3 +105,41 @@ def event(ev: Event) -> pb.TransactionEvent:
         reason=ev.reason,
         created_at=timestamp(ev.created_at),
     )
+
+
+def change(ch: Change, resume_token: str) -> pb.TransactionChange:
+    """The wire form of a change, with the resume token just after it."""
+    return pb.TransactionChange(
+        event_id=str(ch.event_id),
+        transaction=transaction(ch.transaction),
+        old_status=STATUS_TO_WIRE[ch.old_status] if ch.old_status else pb.TRANSACTION_STATUS_UNSPECIFIED,
+        new_status=STATUS_TO_WIRE[ch.new_status],
+        actor=ch.actor,
+        reason=ch.reason,
+        occurred_at=timestamp(ch.occurred_at),
+        resume_token=resume_token,
+    )
+
+
+class ChangeMessages:
+    """The wire form of changes for many watchers: built once per change, copied per watcher.
+
+    Every watcher of a process gets the same change objects from its reader; building the message
+    (fifteen fields, timestamps, ids as text) costs ~12 us, copying a built one and setting the
+    watcher's resume token under 1 us. Loop-thread only; the last `size` changes are kept.
+    """
+
+    def __init__(self, size: int = 4096):
+        self._size = size
+        self._built: OrderedDict[UUID, pb.TransactionChange] = OrderedDict()
+
+    def __call__(self, ch: Change, resume_token: str) -> pb.TransactionChange:
+        built = self._built.get(ch.event_id)
+        if built is None:
+            built = self._built[ch.event_id] = change(ch, "")
+            if len(self._built) > self._size:
+                self._built.popitem(last=False)
+        message = pb.TransactionChange()
+        message.CopyFrom(built)
+        message.resume_token = resume_token
+        return message

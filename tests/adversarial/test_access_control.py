@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine
 
 from payments.transaction.v1 import transaction_pb2 as pb
-from tests.adversarial.conftest import record, snapshot
+from tests.adversarial.tools import record, snapshot
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import COMPLETED, REFUND, payment_request
+from tests.transaction.builders import COMPLETED, REFUND, payment_request
 
 OK, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED

@@ -27,9 +27,8 @@ from sqlalchemy import Engine, create_engine, text
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments_common import embedded
-from tests.adversarial.conftest import (
+from tests.adversarial.tools import (
     BUG_CODES,
-    ServiceProcess,
     assert_money_invariants,
     cancels_stuck_behind_row_locks,
     code_of,
@@ -37,9 +36,9 @@ from tests.adversarial.conftest import (
     record,
     stub_for,
 )
-from tests.conftest import auth_settings, migrate, tx_settings
 from tests.helpers import Caller, wait_until, waiting_on_locks
-from tests.transaction.conftest import payment_request
+from tests.servers import ServiceProcess, auth_settings, migrate, tx_settings
+from tests.transaction.builders import payment_request
 
 pytestmark = pytest.mark.slow
 OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from payments.transaction.v1 import transaction_pb2 as pb
-from tests.adversarial.conftest import BUG_CODES, SERVICE, assert_money_invariants, record
+from tests.adversarial.tools import BUG_CODES, SERVICE, assert_money_invariants, record
 from tests.helpers import Caller
-from tests.transaction.conftest import COMPLETED, payment_request
+from tests.transaction.builders import COMPLETED, payment_request
 
 pytestmark = pytest.mark.slow
 

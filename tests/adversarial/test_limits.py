@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments_common.server import RunningServer
-from tests.adversarial.conftest import (
+from tests.adversarial.tools import (
     cancels_stuck_behind_row_locks,
     code_of,
     every_rpc,
@@ -22,9 +22,9 @@ from tests.adversarial.conftest import (
     snapshot,
     stub_for,
 )
-from tests.conftest import tx_settings
 from tests.helpers import Caller, wait_until, waiting_on_locks
-from tests.transaction.conftest import CANCELLED, payment_request
+from tests.servers import tx_settings
+from tests.transaction.builders import CANCELLED, payment_request
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 BIG = "x" * (2 * 1024 * 1024)  # twice the default grpc_max_message_bytes

@@ -10,16 +10,15 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine, text
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common.server import RunningServer
-from tests.adversarial.conftest import record
+from tests.adversarial.tools import record
 from tests.helpers import details_of
 
 SAMPLES = 200
@@ -42,7 +41,9 @@ def test_unknown_email_and_wrong_password_are_indistinguishable_in_code_message_
     start_auth: Callable[..., RunningServer], auth_stub: Any
 ) -> None:
     # a server of its own that never throttles, so that all 400 samples reach the password check
-    server = start_auth(login_max_failures=1_000_000, login_peer_max_failures=1_000_000)
+    server = start_auth(
+        login_max_failures=1_000_000, login_account_max_failures=1_000_000, login_peer_max_failures=1_000_000
+    )
     email, password = f"timing-{uuid.uuid4().hex[:8]}@example.com", "the real timing password"
     auth_stub.Register(auth_pb2.RegisterRequest(email=email, password=password))
     unknown_email = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
@@ -74,19 +75,6 @@ def test_unknown_email_and_wrong_password_are_indistinguishable_in_code_message_
     )
     assert seen == {(grpc.StatusCode.UNAUTHENTICATED, "invalid credentials", "INVALID_CREDENTIALS", ())}
     assert gap < 0.10, (median_unknown, median_wrong)
-
-
-@pytest.fixture
-def clean_ipv6_peer(db_engine: Engine) -> Iterator[None]:
-    """The [::1] peer counter starts and ends empty, so that other tests on [::1] are not affected."""
-
-    def forget() -> None:
-        with db_engine.begin() as conn:
-            conn.execute(text("DELETE FROM auth.login_throttle WHERE key LIKE 'peer:ipv6:%'"))
-
-    forget()
-    yield
-    forget()
 
 
 def test_a_throttled_peer_is_refused_for_every_account_then_recovers_and_the_real_user_logs_in(

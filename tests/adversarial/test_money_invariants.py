@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
-from tests.adversarial.conftest import BUG_CODES, assert_money_invariants, record
+from tests.adversarial.tools import BUG_CODES, assert_money_invariants, record
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import CANCELLED, COMPLETED, FAILED, REFUND, payment_request
+from tests.transaction.builders import CANCELLED, COMPLETED, FAILED, REFUND, payment_request
 
 pytestmark = pytest.mark.slow
 

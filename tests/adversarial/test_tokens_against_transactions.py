@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
-from tests.adversarial.conftest import code_of, every_rpc, record, snapshot
+from tests.adversarial.tools import code_of, every_rpc, record, snapshot
 from tests.forge import b64 as _b64
 from tests.forge import claims_of, current_signing_key, sign
 from tests.helpers import Caller

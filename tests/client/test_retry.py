@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 import payments_client as pc
 from payments_client.errors import StatusDetails
 from payments_client.retry import is_retryable
-from tests.client.conftest import Recorder
 from tests.client.proxy import LossyProxy
+from tests.client.recorder import Recorder
 from tests.client.scripted import Failure, ScriptedServer, start_scripted
 from tests.helpers import Caller
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import payments_client as pc
-from tests.client.conftest import Recorder
+from tests.client.recorder import Recorder
 from tests.helpers import Caller
 
 SHORT_TTL = 30  # the auth service's minimum access-token lifetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, exc, pool, text
 
-from tests.conftest import AUTH_ROLE, TX_ROLE
+from tests.servers import AUTH_ROLE, TX_ROLE
 
 
 def _as_role(database_url, role):
@@ -21,7 +21,6 @@ def _as_role(database_url, role):
         "SELECT token_hash FROM auth.refresh_tokens",
         "SELECT secret_hash FROM auth.service_principals",
         "SELECT client_id FROM auth.service_principals",
-        "SELECT scopes FROM auth.service_principals",
     ],
 )
 def test_transaction_role_cannot_read_auth_secrets(database_url, new_user, query):

@@ -17,7 +17,8 @@ import yaml
 from auth_service.app import SERVICE_NAME as AUTH_SERVICE
 from payments.transaction.v1 import transaction_pb2
 from payments_common.config import AuthSettings, TransactionSettings
-from tests.conftest import ROOT
+from tests.helpers import free_port
+from tests.servers import ROOT
 
 TX_SERVICE = transaction_pb2.DESCRIPTOR.services_by_name["TransactionService"].full_name
 MODULES = {
@@ -74,7 +75,7 @@ def test_compose_services_match_the_code(compose, service):
     assert not unknown, f"{service} sets variables its settings do not read: {unknown}"
     port = int(env[port_variable])
     assert port == default_port
-    assert f"{port}:{port}" in spec["ports"]
+    assert f"${{BIND_ADDRESS:-127.0.0.1}}:{port}:{port}" in spec["ports"]  # this machine only by default
     test = spec["healthcheck"]["test"]
     assert test[1:4] == ["python", "-m", "payments_common.healthcheck"] and module_exists(test[3])
     assert test[4] == f"localhost:{port}" and test[5] == grpc_service
@@ -99,10 +100,13 @@ def test_compose_requires_secrets_and_env_example_lists_every_variable(compose):
 
 def test_dockerfile_is_multi_stage_non_root_and_generates_stubs():
     text = (ROOT / "Dockerfile").read_text()
-    assert len(re.findall(r"^FROM ", text, re.M)) == 2
+    stages = re.findall(r"^FROM (\S+) AS (\w+)$", text, re.M)
+    assert [name for _, name in stages] == ["base", "stubs", "build", "runtime"]
+    assert all(image == "base" for image, _ in stages[1:])  # one base image, pinned in one place
     final = text.split("AS runtime", 1)[1]
     assert re.search(r"^USER 10001", final, re.M)
-    assert "pip install grpcio-tools" not in final and "gcc" not in final
+    assert "grpcio-tools" not in final and "gcc" not in final
+    assert "COPY --from=stubs /src/payments ./payments" in text
     assert "scripts/gen_protos.py" in text
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / source).exists(), source
@@ -121,8 +125,9 @@ def _manifests() -> list[dict]:
 
 def test_kubernetes_deployments_probe_the_health_service_the_code_serves():
     deployments = [d for d in _manifests() if d["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} == {"auth", "transactions"}
-    for deployment in deployments:
+    assert {d["metadata"]["name"] for d in deployments} == {"auth", "transactions", "dashboard"}
+    # the dashboard serves HTTP, not gRPC: tests/dashboard/test_deploy.py checks its manifest
+    for deployment in (d for d in deployments if d["metadata"]["name"] != "dashboard"):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         module = _module_of(container["command"])
         assert module in MODULES and module_exists(module)
@@ -166,8 +171,6 @@ def test_health_check_command_reports_serving_and_liveness(auth_address):
 
 
 def test_health_check_command_fails_when_nothing_listens():
-    from tests.platform.test_process import free_port
-
     result = subprocess.run(
         [sys.executable, "-m", "payments_common.healthcheck", f"127.0.0.1:{free_port()}", "--timeout", "1"],
         cwd=ROOT,

@@ -10,8 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import auth_settings
-from tests.helpers import details_of
+from tests.helpers import details_of, wait_healthy
+from tests.servers import auth_settings
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -28,6 +28,7 @@ def _status(address: str, service: str) -> int:
 
 
 def _wait_for(address: str, service: str, expected: int, timeout: float = 20.0) -> int:
+    """Poll until `service` reports `expected` (here NOT_SERVING; wait_healthy waits for SERVING)."""
     deadline = time.monotonic() + timeout
     status = -1
     while time.monotonic() < deadline:
@@ -65,7 +66,7 @@ def test_health_turns_not_serving_when_the_database_goes_away_and_recovers(dispo
     running = start(auth_settings(url, health_check_interval_seconds=0.2, db_pool_timeout_seconds=1.0))
     address = f"127.0.0.1:{running.port}"
     try:
-        assert _wait_for(address, AUTH, SERVING) == SERVING
+        wait_healthy(address, AUTH)
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pg.pgdata, user=pg.system_user)
         assert _wait_for(address, AUTH, NOT_SERVING) == NOT_SERVING
         with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as err:
@@ -75,7 +76,7 @@ def test_health_turns_not_serving_when_the_database_goes_away_and_recovers(dispo
             )
         assert details_of(err.value).code == grpc.StatusCode.UNAVAILABLE
         pg.ensure_postgres_running()
-        assert _wait_for(address, AUTH, SERVING) == SERVING
+        wait_healthy(address, AUTH)
         with grpc.insecure_channel(address) as channel:
             reply = auth_pb2_grpc.AuthServiceStub(channel).Register(
                 auth_pb2.RegisterRequest(email="back@example.com", password="long enough password"),

@@ -11,7 +11,7 @@ import pytest
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
-from tests.conftest import tx_settings
+from tests.servers import tx_settings
 
 SECRET = "an-hs256-secret-that-is-long-enough-0123456789"
 

@@ -14,13 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import AUTH_ROLE, FAST_HASH_ENV, ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port
+from tests.servers import AUTH_ROLE, FAST_HASH_ENV, ROOT
 
 
 def _run_module(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.servers import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -77,22 +77,19 @@ def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_addres
     assert '"reason": "settled"' in result.stdout
 
 
-def test_python_example_runs_as_written(auth_address, tx_address, settle_client, new_user, capsys):
+def test_python_example_runs_as_written(auth_address, tx_address, admin_user, capsys):
+    """The README's Python block, with the test servers' addresses and an admin of their database.
+
+    tests/platform/test_dev_runner.py runs it as pasted against `make run` and its dev admin.
+    """
     text = (ROOT / "README.md").read_text()
     (example,) = re.findall(r"```python\n(.*?)```", text, re.S)
-    example = example.replace("auth:50051", auth_address).replace("transactions:50052", tx_address)
-    example = re.sub(
-        r"^tls = TlsConfig.*$", "tls = None  # the test servers are plaintext", example, flags=re.M
-    )
-    user = new_user()
-    prelude = {
-        "client_id": settle_client.email,
-        "client_secret": settle_client.password,
-        "email": user.email,
-        "password": user.password,
-        "order_id": f"order-{uuid.uuid4().hex}",
-    }
-    exec(compile(example, "README.md", "exec"), prelude)  # noqa: S102 - the README's own example
-    printed = capsys.readouterr().out.split()
-    payment = prelude["payment"]
-    assert printed == [payment.id, "1250"]  # the captured payment is listed as COMPLETED
+    example = example.replace("localhost:50051", auth_address).replace("localhost:50052", tx_address)
+    example = example.replace("admin@payments.local", admin_user.email)
+    example = example.replace("dev-admin-password", admin_user.password)
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    created, listed = capsys.readouterr().out.splitlines()
+    payment = namespace["payment"]
+    assert created == f"{payment.id} PENDING"  # statuses print as names, not numbers
+    assert listed == f"{payment.id} 1250 COMPLETED"

@@ -14,7 +14,8 @@ from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 
 def test_in_flight_calls_finish_while_new_ones_are_refused(start_auth, auth_stub):
     # a costly hash makes each login take long enough to be in flight during the stop
-    server = start_auth(password_time_cost=12, shutdown_grace_seconds=10.0)
+    # six concurrent logins of one account: allow them (attempts are reserved before hashing)
+    server = start_auth(password_time_cost=12, shutdown_grace_seconds=10.0, login_max_failures=100)
     email, password = f"drain-{uuid.uuid4().hex[:8]}@example.com", "drain test password"
     auth_stub.Register(auth_pb2.RegisterRequest(email=email, password=password))
     request = auth_pb2.LoginRequest(password=auth_pb2.PasswordCredentials(email=email, password=password))

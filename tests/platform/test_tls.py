@@ -53,7 +53,7 @@ def test_tls_settings_must_come_in_pairs(pki):
 
 def test_transaction_service_fetches_the_keys_over_tls(start_auth, pki, database_url, new_user):
     from payments.transaction.v1 import transaction_pb2, transaction_pb2_grpc
-    from tests.conftest import tx_settings
+    from tests.servers import tx_settings
     from transaction_service.app import start as start_tx
 
     auth = start_auth(tls_cert_file=pki["server_cert"], tls_key_file=pki["server_key"])

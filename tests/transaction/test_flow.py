@@ -8,7 +8,7 @@ from typing import Any
 from payments.auth.v1 import auth_pb2
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller
-from tests.transaction.conftest import CANCELLED, PAYMENT, PENDING, payment_request
+from tests.transaction.builders import CANCELLED, PAYMENT, PENDING, payment_request
 
 
 def test_a_new_user_creates_reads_lists_cancels_and_audits_a_payment(auth_stub: Any, tx_stub: Any) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import payment_request
+from tests.transaction.builders import payment_request
 
 
 def rows_with_key(db_engine: Engine, user_id: str, key: str) -> int:

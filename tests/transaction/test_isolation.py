@@ -11,7 +11,7 @@ import pytest
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller
-from tests.transaction.conftest import CANCELLED, REFUND, payment_request
+from tests.transaction.builders import CANCELLED, REFUND, payment_request
 
 
 def error_of(call: Callable[[], Any]) -> tuple[Any, ...]:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import CANCELLED, COMPLETED, PAYMENT, PENDING, REFUND
+from tests.transaction.builders import CANCELLED, COMPLETED, PAYMENT, PENDING, REFUND
 from transaction_service.domain import Status, TxType
 from transaction_service.pagination import Cursor, ListFilter
 from transaction_service.repository import Account, page_query

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import CANCELLED, COMPLETED, FAILED, REFUND, payment_request
+from tests.transaction.builders import CANCELLED, COMPLETED, FAILED, REFUND, payment_request
 
 
 def refund_request(payment: Any, amount: int, **fields: Any) -> Any:

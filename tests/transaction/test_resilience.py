@@ -14,9 +14,9 @@ from sqlalchemy.engine import make_url
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
-from tests.conftest import tx_settings
-from tests.helpers import Caller, wait_until, waiting_on_locks
-from tests.transaction.conftest import CANCELLED, PENDING, payment_request
+from tests.helpers import Caller, wait_healthy, wait_until, waiting_on_locks
+from tests.servers import tx_settings
+from tests.transaction.builders import CANCELLED, PENDING, payment_request
 from tests.transaction.proxy import CuttableProxy, upstream_of
 
 SERVICE = "payments.transaction.v1.TransactionService"
@@ -80,6 +80,6 @@ def test_a_database_outage_is_unavailable_and_the_service_recovers_on_its_own(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert wait_until(lambda: not serving())
         proxy.restore()
-        assert wait_until(serving)
+        wait_healthy(address, SERVICE, timeout=10)
         created = stub.CreateTransaction(payment_request(), metadata=alice.md, timeout=5).transaction
         assert created.user_id == alice.id

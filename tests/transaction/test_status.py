@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import CANCELLED, COMPLETED, FAILED, PENDING
+from tests.transaction.builders import CANCELLED, COMPLETED, FAILED, PENDING
 
 
 def update(tx_stub: Any, caller: Caller, tx_id: str, status: int, etag: str = "") -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from payments.transaction.v1 import transaction_pb2 as pb
 from tests.helpers import Caller, details_of
-from tests.transaction.conftest import REFUND, payment_request
+from tests.transaction.builders import REFUND, payment_request
 
 CREATE = "/payments.transaction.v1.TransactionService/CreateTransaction"
 

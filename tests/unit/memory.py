@@ -58,7 +58,8 @@ class InMemoryStore:
                 self.accounts[account] = False
 
     def is_active(self, account: Account) -> bool:
-        return self.accounts.get(account, False)
+        """Enabled, by kind and id (the unit tier grants every claim a token makes)."""
+        return self.accounts.get(Account(account.kind, account.id), False)
 
     # --- another session's committed work ---
 

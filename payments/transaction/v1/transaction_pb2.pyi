@@ -189,3 +189,31 @@ class ListTransactionEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[TransactionEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[TransactionEvent, _Mapping]]] = ...) -> None: ...
+
+class WatchTransactionsRequest(_message.Message):
+    __slots__ = ("resume_token", "user_id")
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    resume_token: str
+    user_id: str
+    def __init__(self, resume_token: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class TransactionChange(_message.Message):
+    __slots__ = ("event_id", "transaction", "old_status", "new_status", "actor", "reason", "occurred_at", "resume_token")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    OLD_STATUS_FIELD_NUMBER: _ClassVar[int]
+    NEW_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    transaction: Transaction
+    old_status: TransactionStatus
+    new_status: TransactionStatus
+    actor: str
+    reason: str
+    occurred_at: _timestamp_pb2.Timestamp
+    resume_token: str
+    def __init__(self, event_id: _Optional[str] = ..., transaction: _Optional[_Union[Transaction, _Mapping]] = ..., old_status: _Optional[_Union[TransactionStatus, str]] = ..., new_status: _Optional[_Union[TransactionStatus, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...

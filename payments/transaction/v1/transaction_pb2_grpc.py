@@ -66,6 +66,11 @@ class TransactionServiceStub:
                 request_serializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsRequest.SerializeToString,
                 response_deserializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsResponse.FromString,
                 _registered_method=True)
+        self.WatchTransactions = channel.unary_stream(
+                '/payments.transaction.v1.TransactionService/WatchTransactions',
+                request_serializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.WatchTransactionsRequest.SerializeToString,
+                response_deserializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.TransactionChange.FromString,
+                _registered_method=True)
 
 
 class TransactionServiceServicer:
@@ -125,6 +130,36 @@ class TransactionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTransactions(self, request, context):
+        """WatchTransactions streams every change of the caller's transactions (a
+        creation or a status change) as it is committed: a user watches only
+        their own; a service principal with the `transactions:watch` scope, or
+        an admin, watches every user's, or one user's with `user_id`; a service
+        principal without the scope is PERMISSION_DENIED.
+
+        Delivery: reconnecting with the `resume_token` of the last change
+        received misses no committed change, also when database transactions
+        commit in another order than they started; the changes of one
+        transaction arrive in the order they happened; a change repeats only
+        across a reconnect, with the same `event_id` (drop repeats by it).
+
+        The stream never ends by itself. It ends with UNAVAILABLE when the
+        server drains or loses the database, and with UNAUTHENTICATED when the
+        access token expires or the account is disabled: reconnect (with a fresh
+        token) and resume; the ErrorInfo of those endings carries
+        `metadata["resume_token"]`, where the stream stopped, which is newer than
+        the last change's token when nothing arrived lately. A tampered resume
+        token, or one issued to another caller or filter, is INVALID_ARGUMENT; one
+        older than the server keeps changes is FAILED_PRECONDITION, reason
+        RESUME_TOKEN_EXPIRED (re-read with ListTransactions, then watch without
+        a token). Beyond the server's watcher limit a new watch is
+        RESOURCE_EXHAUSTED, reason TOO_MANY_WATCHERS, with RetryInfo.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransactionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +187,11 @@ def add_TransactionServiceServicer_to_server(servicer, server):
                     servicer.ListTransactionEvents,
                     request_deserializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsRequest.FromString,
                     response_serializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsResponse.SerializeToString,
+            ),
+            'WatchTransactions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTransactions,
+                    request_deserializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.WatchTransactionsRequest.FromString,
+                    response_serializer=payments_dot_transaction_dot_v1_dot_transaction__pb2.TransactionChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -296,6 +336,33 @@ class TransactionService:
             '/payments.transaction.v1.TransactionService/ListTransactionEvents',
             payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsRequest.SerializeToString,
             payments_dot_transaction_dot_v1_dot_transaction__pb2.ListTransactionEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/payments.transaction.v1.TransactionService/WatchTransactions',
+            payments_dot_transaction_dot_v1_dot_transaction__pb2.WatchTransactionsRequest.SerializeToString,
+            payments_dot_transaction_dot_v1_dot_transaction__pb2.TransactionChange.FromString,
             options,
             channel_credentials,
             insecure,
