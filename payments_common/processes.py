@@ -140,6 +140,8 @@ def _supervise(workers: dict[int, int], stop_timeout: float) -> int:
                 log.error("worker exited; stopping the others", extra={"worker": index, "status": code})
             stopping_since = time.monotonic()
             _signal_all(workers, signal.SIGTERM)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stopped: a late signal must not kill the exit
+        signal.signal(signum, signal.SIG_IGN)
     return status
 
 

@@ -238,3 +238,7 @@ def serve_until_signalled(running: RunningServer) -> None:
     while not done.wait(SIGNAL_POLL_SECONDS):  # each timeout returns to bytecode: handlers run
         pass
     running.stop()
+    # drained: a late second signal (the runner's SIGTERM after the terminal's SIGINT) must not
+    # kill the exiting process (CPython restores the default handlers while it finalizes)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)

@@ -121,7 +121,7 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # the sync API keeps an event loop running: end it with the package
 def browser() -> Iterator[Any]:
     """One headless Chromium for the session (each test gets its own context: its own cookies)."""
     from playwright.sync_api import expect, sync_playwright
