@@ -59,7 +59,8 @@
     var address = url;
     if (lastId) address += (url.indexOf("?") < 0 ? "?" : "&") + "resume=" + encodeURIComponent(lastId);
     source = new EventSource(address);
-    source.addEventListener("open", function () { say("Live updates are on."); });
+    // "on" comes from the server, once its watch is live: a change made before then would be missed
+    source.addEventListener("open", function () { say("Connecting to live updates…"); });
     source.addEventListener("error", function () { say("Live updates paused; reconnecting…"); });
     source.addEventListener("row", onRow);
     source.addEventListener("activity", onActivity);
