@@ -101,8 +101,9 @@ class CachedKeys:
                     self._refresh()
         return self.ready
 
-    def get(self, kid: str, issued_at: float | None = None) -> VerificationKey | None:
-        """The key for `kid`; None when it surely does not exist (keys fetched after `issued_at` lack it)."""
+    def get(self, kid: str, issued_at: Callable[[], float | None] | None = None) -> VerificationKey | None:
+        """The key for `kid`; None when it surely does not exist (keys fetched after the token was
+        issued lack it). `issued_at` gives the token's `iat`, called only for an unknown kid."""
         key = self._keys.get(kid)
         if key is not None:
             return key
@@ -119,7 +120,8 @@ class CachedKeys:
                 return key
             if not self.ready:
                 raise self._unavailable("KEYS_UNAVAILABLE", self._min_refresh - since)
-            if issued_at is not None and issued_at + 1 > self._ok_wall:  # `iat` is whole seconds
+            issued = issued_at() if issued_at is not None else None
+            if issued is not None and issued + 1 > self._ok_wall:  # `iat` is whole seconds
                 raise self._unavailable("KEY_UNKNOWN_YET", self._min_refresh - since)
             return None
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from contextvars import Token
 from typing import Any
 
@@ -34,7 +34,7 @@ class _Record:
     def open(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Call, Token[Call | None]]:
         """The call's record (request id echoed in the trailers), current for the call's task."""
         given = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
-        call = Call(str(given)[:64] or uuid.uuid4().hex)
+        call = Call(str(given)[:64] or os.urandom(16).hex())  # 32 hex digits, as uuid4().hex, cheaper
         context.set_trailing_metadata((("x-request-id", call.request_id),))
         self.in_flight.inc()
         return call, CURRENT_CALL.set(call)

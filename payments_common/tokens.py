@@ -120,7 +120,8 @@ class TokenVerifier:
             raise Unauthenticated("access token header is not acceptable", reason="TOKEN_INVALID")
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise Unauthenticated("not an access token", reason="TOKEN_INVALID")
-        key = self._keys.get(kid, _issued_at(token) if patient else None)
+        # the token's `iat` is read only when its kid is unknown (not on every verification)
+        key = self._keys.get(kid, (lambda: _issued_at(token)) if patient else None)
         if key is None or header.get("alg") != key.algorithm:
             raise Unauthenticated("access token signed by an unknown key", reason="TOKEN_INVALID")
         try:

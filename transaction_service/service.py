@@ -13,7 +13,7 @@ from transaction_service.pagination import Cursor, ListFilter, PageTokens
 from transaction_service.repository import Account, Repository, Store
 
 
-def _caller(principal: Principal) -> Account:
+def caller_account(principal: Principal) -> Account:
     """The account that must exist, be enabled and still hold what the token claims: the caller's own."""
     claims = principal.roles & {"admin"} if principal.kind == "user" else principal.scopes
     return Account(principal.kind, policy.caller_id(principal), tuple(sorted(claims)))
@@ -26,11 +26,13 @@ def _not_found(repo: Repository, principal: Principal) -> Exception:
     found nothing, to tell a disabled caller from a missing row.
     """
     return (
-        NotFound(domain.NOT_FOUND_MESSAGE) if repo.caller_active(_caller(principal)) else _inactive(principal)
+        NotFound(domain.NOT_FOUND_MESSAGE)
+        if repo.caller_active(caller_account(principal))
+        else inactive_error(principal)
     )
 
 
-def _inactive(principal: Principal) -> Unauthenticated:
+def inactive_error(principal: Principal) -> Unauthenticated:
     """A token stops working once its user or service principal is disabled or deleted."""
     if principal.kind == "service":
         return Unauthenticated(
@@ -67,9 +69,9 @@ class Payments:
         # check is never stale. Look the key up under the lock, so a concurrent retry finds the
         # original, not "exceeds".
         assert new.refund_of is not None
-        payment = repo.lock_payment(new.refund_of, owner, _caller(principal))
-        if payment is None and not repo.caller_active(_caller(principal)):
-            raise _inactive(principal)
+        payment = repo.lock_payment(new.refund_of, owner, caller_account(principal))
+        if payment is None and not repo.caller_active(caller_account(principal)):
+            raise inactive_error(principal)
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
@@ -86,8 +88,8 @@ class Payments:
     def _original(repo: Repository, principal: Principal, owner: UUID, new: NewTransaction) -> Transaction:
         """After an insert that created nothing: the key's original row, or why there is none."""
         # the insert also finds nothing for a disabled owner: that comes first, as on every path
-        if not repo.caller_active(_caller(principal)):
-            raise _inactive(principal)
+        if not repo.caller_active(caller_account(principal)):
+            raise inactive_error(principal)
         existing = repo.by_key(owner, new.idempotency_key)
         if existing is not None:
             return domain.replay(existing, new)
@@ -99,7 +101,7 @@ class Payments:
     def get(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Transaction:
         """One transaction the caller may see."""
         with self._store.statement(timeout_ms) as repo:
-            tx = repo.get(tx_id, policy.owner_scope(principal), _caller(principal))
+            tx = repo.get(tx_id, policy.owner_scope(principal), caller_account(principal))
             if tx is None:
                 raise _not_found(repo, principal)
         return tx
@@ -125,7 +127,7 @@ class Payments:
                 target,
                 etag,
                 owner=policy.owner_scope(principal),
-                caller=_caller(principal),
+                caller=caller_account(principal),
                 actor=principal.subject,
                 reason=reason,
             )
@@ -137,7 +139,7 @@ class Payments:
     def events(self, principal: Principal, tx_id: UUID, timeout_ms: int) -> Sequence[Event]:
         """The audit trail of a transaction the caller may see."""
         with self._store.statement(timeout_ms) as repo:
-            if repo.get(tx_id, policy.owner_scope(principal), _caller(principal)) is None:
+            if repo.get(tx_id, policy.owner_scope(principal), caller_account(principal)) is None:
                 raise _not_found(repo, principal)
             return repo.events(tx_id)
 
@@ -147,9 +149,9 @@ class Payments:
         """One page, newest first, and the token of the next page ("" when it was the last)."""
         cursor = self._tokens.read(page_token, principal.subject, listing) if page_token else None
         with self._store.statement(timeout_ms) as repo:
-            rows = repo.page(listing, cursor, size + 1, _caller(principal))
-            if not rows and not repo.caller_active(_caller(principal)):
-                raise _inactive(principal)
+            rows = repo.page(listing, cursor, size + 1, caller_account(principal))
+            if not rows and not repo.caller_active(caller_account(principal)):
+                raise inactive_error(principal)
         if len(rows) <= size:
             return rows, ""
         return rows[:size], self.token_after(principal, listing, rows[size - 1])

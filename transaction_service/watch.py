@@ -28,8 +28,7 @@ from transaction_service.repository import Account
 from transaction_service.resume import Binding, ResumeTokens
 
 # the use cases' own definitions of the account a call needs (claims included) and of its refusal
-from transaction_service.service import _caller as caller_account
-from transaction_service.service import _inactive as inactive_error
+from transaction_service.service import caller_account, inactive_error
 from transaction_service.subscription import AccountInactive, Lagging, Subscription
 
 WATCHERS = Gauge("transaction_watchers", "Open WatchTransactions streams of this process")
