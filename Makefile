@@ -3,8 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup browser run test test-unit test-ha ha ha-down lint proto proto-check buf tools validate lock tools-lock \
-	fmt bench bench-smoke clean
+.PHONY: setup browser run test test-unit test-ha ha ha-down lint proto proto-check node buf buf-breaking \
+	client-tools gen-clients tools validate lock tools-lock fmt bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,7 +39,7 @@ ha-down: setup  ## stop the `make ha` cluster (its data stays in .data/ha)
 test-unit: setup  ## the fast tier: use cases on an in-memory store, no PostgreSQL, no gRPC
 	$(PY) -m pytest tests/unit -q
 
-lint: setup proto-check buf  ## ruff, mypy, stub drift and buf lint
+lint: setup proto-check buf buf-breaking  ## ruff, mypy, stub drift, buf lint and buf breaking
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -50,9 +50,36 @@ proto: setup  ## regenerate stubs from protos/
 proto-check: setup
 	$(PY) scripts/gen_protos.py --check
 
-buf:  ## lint the contracts with buf's standard rules
-	test -x node_modules/.bin/buf || npm ci --no-audit --no-fund --silent
+# the contract tools from package-lock.json: buf, protoc-gen-es and tsc (reinstalled when it changes)
+NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
+
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --silent
+	rm -f node_modules/.installed-* && touch $@
+
+node: $(NODE_STAMP)
+
+buf: node  ## lint the contracts with buf's standard rules
 	node_modules/.bin/buf lint
+
+# the work tree's protos/ against the previous main: the merge-base with origin/main on a branch,
+# else HEAD~1 (BUF_BREAKING_AGAINST=<rev> to choose); skipped, saying why, when there is none
+buf-breaking: setup node  ## no breaking change to the contracts (buf breaking, buf.yaml's FILE rules)
+	$(PY) scripts/buf_breaking.py
+
+# buf.gen.yaml's local plugins for Go, and Go with Debian's protobuf and gRPC sources to compile
+# their output (no module download): installed with apt when missing and root (CI is)
+CLIENT_DEBS := protoc-gen-go protoc-gen-go-grpc golang-go golang-google-protobuf-dev golang-google-grpc-dev
+client-tools:
+	@command -v protoc-gen-go >/dev/null 2>&1 && command -v protoc-gen-go-grpc >/dev/null 2>&1 && \
+	  command -v go >/dev/null 2>&1 && test -d /usr/share/gocode/src/google.golang.org/grpc || \
+	  { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(CLIENT_DEBS) >/dev/null; } || \
+	  { echo "gen-clients needs Debian's $(CLIENT_DEBS) (apt-get install them as root)"; exit 1; }
+
+gen-clients: setup node client-tools  ## Python, Go and TypeScript clients in gen/ (buf.gen.yaml), compiled
+	node_modules/.bin/buf generate
+	$(PY) scripts/check_clients.py
 
 # The deploy files' validators, pinned by hash (deploy/tools/requirements.txt), in a virtual
 # environment of their own: no Docker engine or cluster needed.
@@ -70,14 +97,19 @@ $(TOOLS_STAMP): deploy/tools/requirements.txt
 
 tools: $(TOOLS_STAMP)
 
+# both trees rendered and checked: the base (production) and the dev overlay (the base + the sandbox)
+RENDERED := $(TOOLS)/rendered.yaml $(TOOLS)/rendered-dev.yaml
+
 validate: setup tools  ## deploy files: kustomize + API schemas, Pod Security "restricted", checkov, compose-spec, hadolint
 	$(TOOLS)/bin/kubectl kustomize deploy/kubernetes > $(TOOLS)/rendered.yaml
-	for version in $(K8S_VERSIONS); do \
-	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$version $(TOOLS)/rendered.yaml || exit 1; \
-	  echo "kubernetes-validate $$version: every resource valid"; done
-	$(PY) scripts/check_pod_security.py $(TOOLS)/rendered.yaml
+	$(TOOLS)/bin/kubectl kustomize deploy/kubernetes-overlays/dev > $(TOOLS)/rendered-dev.yaml
+	for rendered in $(RENDERED); do for version in $(K8S_VERSIONS); do \
+	  $(TOOLS)/bin/kubernetes-validate --strict --quiet -k $$version $$rendered || exit 1; \
+	  echo "kubernetes-validate $$version: every resource of $$(basename $$rendered) valid"; done; done
+	for rendered in $(RENDERED); do printf '%s: ' "$$(basename $$rendered)"; \
+	  $(PY) scripts/check_pod_security.py $$rendered || exit 1; done
 	$(TOOLS)/bin/checkov --quiet --skip-download --config-file deploy/checkov.yaml \
-	  -f $(TOOLS)/rendered.yaml -f Dockerfile
+	  $(foreach rendered,$(RENDERED),-f $(rendered)) -f Dockerfile
 	$(TOOLS)/bin/check-jsonschema --schemafile deploy/compose/compose-spec.json docker-compose.yml
 	$(TOOLS)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"
 
@@ -94,6 +126,7 @@ $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1): $(STAMP)
 
 bench: $(VENV)/.bench-$(shell cksum < pyproject.toml | cut -d' ' -f1)  ## benchmark suite (~7 min) -> bench/results/
 	$(PY) -m bench
+	$(PY) -m bench.processing --out bench/results
 
 bench-smoke: setup  ## a few seconds of every benchmark workload (the tests run it too)
 	$(PY) -m bench --smoke
@@ -103,4 +136,4 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) .data node_modules
+	rm -rf $(VENV) .data node_modules gen

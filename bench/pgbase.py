@@ -37,6 +37,8 @@ def script(user_id: str) -> str:
         "idempotency_key": "('pg-' || gen_random_uuid())",
         "request_fingerprint": "sha256(convert_to(gen_random_uuid()::text, 'UTF8'))",
         "refund_of": "NULL",
+        "processor": "NULL",
+        "payment_method": "NULL",
         "actor": f"'{user_id}'",
     }
     text = _PARAM.sub(lambda match: values[match[1]], sql.INSERT_PENDING_WITH_EVENT).replace("%%", "%")

@@ -43,7 +43,7 @@ CALLER = {"caller_user", "caller_service", "caller_claims"}  # reftokens.Caller.
 GIVES = {
     refdb.GET: {"id", "owner", *CALLER},
     refdb.CREATE: {"owner", "type", "amount_minor", "currency", "description", "metadata", "idempotency_key"}
-    | {"request_fingerprint", "refund_of", "actor"},
+    | {"request_fingerprint", "refund_of", "processor", "payment_method", "actor"},
     refdb.LIST: {"owner", "limit", *CALLER},
     refdb.CHANGE: {"id", "owner", "target", "from_statuses", "etag", "actor", "reason", "releasing", *CALLER},
 }
@@ -111,6 +111,8 @@ class Reference(transaction_pb2_grpc.TransactionServiceServicer):
             idempotency_key=request.idempotency_key,
             request_fingerprint=fingerprint(kind, request, metadata),
             refund_of=None,
+            processor=None,
+            payment_method=None,
             actor=caller.subject,
         )
         if not rows:

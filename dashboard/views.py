@@ -62,6 +62,8 @@ class TxView:
     etag: str
     created_at: datetime | None
     updated_at: datetime | None
+    failure_code: str = ""  # the processor's reason for a FAILED one
+    processed: bool = False  # moved by the payment processor
 
     @property
     def is_payment(self) -> bool:
@@ -105,6 +107,8 @@ def transaction(tx: pb.Transaction, locale: str) -> TxView:
         etag=tx.etag,
         created_at=when(tx.created_at),
         updated_at=when(tx.updated_at),
+        failure_code=tx.failure_code,
+        processed=tx.processed,
     )
 
 

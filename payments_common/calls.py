@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
+from prometheus_client import Counter
 
 from payments_common.errors import Unauthenticated
 from payments_common.tokens import Principal
@@ -40,6 +41,7 @@ class Call:
     code: grpc.StatusCode = grpc.StatusCode.OK
     reason: str | None = None
     messages: int = 0  # responses a stream sent
+    sent: Counter | None = None  # a stream's grpc_server_msg_sent_total, counted as each message goes
 
 
 CURRENT_CALL: ContextVar[Call | None] = ContextVar("call", default=None)
@@ -126,6 +128,8 @@ def streaming(inner: StreamBehaviour) -> Behaviour:
             async for response in responses:
                 if call is not None:  # handed to the transport (a cancel may still stop its last one)
                     call.messages += 1
+                    if call.sent is not None:
+                        call.sent.inc()
                 await context.write(response)
 
     return send

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "your-secret-key", "please-change-me"}
 MIN_HS256_SECRET_BYTES = 32
 DEFAULT_WATCHERS = 128  # open WatchTransactions streams per process when WATCH_MAX_WATCHERS is unset
+
+
+def _otlp_url(value: object) -> object:
+    """An OTLP/HTTP endpoint (the OpenTelemetry SDKs' OTEL_EXPORTER_OTLP_* variables); blank is unset."""
+    if not value:
+        return None
+    if isinstance(value, str) and not re.match(r"https?://[^/\s]+", value):
+        raise ValueError(
+            "must be the http:// or https:// URL of an OTLP/HTTP receiver, e.g. http://otel:4318"
+        )
+    return value
+
+
+OtlpUrl = Annotated[str | None, BeforeValidator(_otlp_url)]
 
 
 class CommonSettings(BaseSettings):
@@ -61,6 +76,10 @@ class CommonSettings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # tracing (payments_common/tracing.py): off unless one of these is set; the SDK reads the other OTEL_*
+    otel_exporter_otlp_endpoint: OtlpUrl = None  # base URL: traces go to its /v1/traces
+    otel_exporter_otlp_traces_endpoint: OtlpUrl = None  # the full URL, used as it is
+    otel_service_name: str = Field(default="payments", min_length=1)
 
     @model_validator(mode="after")
     def _check_secrets(self) -> CommonSettings:
@@ -83,6 +102,7 @@ class AuthSettings(CommonSettings):
     """Settings of the auth service."""
 
     auth_port: int = Field(default=50051, ge=0, le=65535)
+    otel_service_name: str = Field(default="auth_service", min_length=1)
     auth_metrics_port: int | None = Field(default=9101, ge=0, le=65535, description="unset: no /metrics")
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86400, ge=60)
@@ -107,6 +127,7 @@ class TransactionSettings(CommonSettings):
     """Settings of the transaction service."""
 
     transaction_port: int = Field(default=50052, ge=0, le=65535)
+    otel_service_name: str = Field(default="transaction_service", min_length=1)
     transaction_metrics_port: int | None = Field(
         default=9102, ge=0, le=65535, description="unset: no /metrics"
     )
@@ -117,6 +138,9 @@ class TransactionSettings(CommonSettings):
     jwks_min_refresh_seconds: float = Field(default=1.0, ge=0)
     jwks_refresh_seconds: float = Field(default=300.0, gt=0)
     page_token_key: SecretStr | None = None
+    # the processor that charges payments created with a payment_method (its worker: python -m
+    # transaction_service.processing); unset: such payments are refused, FAILED_PRECONDITION
+    payment_processor: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
     # WatchTransactions (the change stream); WATCH_MAX_WATCHERS unset: 128, at most half the call slots
     watch_max_watchers: int | None = Field(default=None, ge=1)
     watch_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -155,11 +179,9 @@ S = TypeVar("S", bound=BaseSettings)
 def describe_error(err: ValidationError) -> str:
     """One line naming the first bad setting, without echoing its value."""
     first = err.errors()[0]
-    message = str(first.get("msg", "invalid"))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     location = ".".join(str(p) for p in first.get("loc", ()))
-    if location:
-        return f"{location.upper()}: {message}"
-    return message.removeprefix("Value error, ")
+    return f"{location.upper()}: {message}" if location else message
 
 
 def load_settings(cls: type[S]) -> S:

@@ -6,6 +6,8 @@
   anything else is logged and INTERNAL. Servicers never call `context.abort` by hand;
 - `Authenticate`: the bearer token, verified, becomes the call's principal (`current_principal`).
 
+With tracing on, `start_server` puts OpenTelemetry's interceptor around all three (`tracing.py`).
+
 They share a `Call` record (`calls.py`). Each wraps unary-unary and unary-stream methods alike: a
 stream is authenticated once, before its first message; it ends with the same rich status and
 trailers when its generator raises; and it gets one access-log line, with the messages it sent,

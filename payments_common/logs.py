@@ -1,4 +1,8 @@
-"""JSON log lines on stderr; one line per RPC comes from the interceptor."""
+"""JSON log lines on stderr; one line per RPC comes from the interceptor.
+
+With tracing on (`tracing.py`), a line written while a span is active carries its `trace_id` and
+`span_id` (lower-case hex, as in a W3C `traceparent`), so a log search finds a trace and back.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import queue
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -66,3 +72,26 @@ def configure(level: str, service: str) -> None:
 
     logging.setLogRecordFactory(factory)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def record_trace_ids() -> None:
+    """From now on, tag each record made while a span is active with its trace and span ids.
+
+    The ids are read where the record is made: the line is formatted later, on the writer thread,
+    outside the call's context. Installed only when tracing is on, so that logging costs nothing
+    more without it; installing it twice changes nothing.
+    """
+    made = logging.getLogRecordFactory()
+    if getattr(made, "tags_trace_ids", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = made(*args, **kwargs)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = format(span.trace_id, "032x")
+            record.span_id = format(span.span_id, "016x")
+        return record
+
+    factory.tags_trace_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

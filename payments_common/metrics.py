@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # channelz: no public Python API
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,16 +17,35 @@ from sqlalchemy.pool import QueuePool
 
 log = logging.getLogger("payments.metrics")
 
-RPCS = Counter(
-    "grpc_server_handled_total", "RPCs completed, by method and status code", ["grpc_method", "grpc_code"]
+# The server metrics of grpc-ecosystem's go-grpc-prometheus, by name, labels, help text and buckets
+# (its handling-time histogram with client_golang's default buckets), so that stock dashboards and
+# alerts work unchanged. grpc_method is the method's own name, grpc_service the full service name.
+METHOD_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+STARTED = Counter("grpc_server_started_total", "Total number of RPCs started on the server.", METHOD_LABELS)
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "Total number of RPCs completed on the server, regardless of success or failure.",
+    [*METHOD_LABELS, "grpc_code"],
 )
-LATENCY = Histogram(
+HANDLING_SECONDS = Histogram(
     "grpc_server_handling_seconds",
-    "RPC handling time, by method",
-    ["grpc_method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    METHOD_LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being handled now, by method", ["grpc_method"])
+MSG_RECEIVED = Counter(
+    "grpc_server_msg_received_total",
+    "Total number of RPC stream messages received on the server.",
+    METHOD_LABELS,
+)
+MSG_SENT = Counter(
+    "grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", METHOD_LABELS
+)
+# grpc_code as go-grpc-prometheus writes it, grpc-go's `codes.Code.String()`: "InvalidArgument",
+# "Canceled"; stock alerts match these (grpc_code=~"Unknown|Internal|Unavailable|..."), not "INTERNAL"
+GO_CODE_NAMES = {
+    code: "".join(word.capitalize() for word in code.name.split("_")) for code in grpc.StatusCode
+} | {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
 DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Database connections checked out of the pool")
 DB_POOL_SIZE = Gauge("db_pool_size", "Database connections the pool may hold")
 

@@ -1,7 +1,9 @@
-"""`Observe`, the outermost interceptor: request id, one access-log line and the metrics of each call.
+"""`Observe`, the outermost of our interceptors: request id, one access-log line and the metrics of each call.
 
 The request id comes from `x-request-id` (or is new) and is echoed in the trailers. A stream is
-observed as one call: counted and logged when it ends, with the number of messages it sent.
+observed as one call: handled, timed and logged when it ends, with the number of messages it sent
+(each also counted as it is sent). Tracing, when on, wraps even this (`tracing.py`), so the
+access-log line carries the call's trace id.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ log = logging.getLogger("payments.rpc")
 
 
 class _Record:
-    """The metrics of one method and its access-log line, for unary calls and streams alike."""
+    """The metrics of one method and its access-log line, for unary calls and streams alike.
 
-    __slots__ = ("handled", "in_flight", "latency", "method")
+    Counted as go-grpc-prometheus counts: started and one message received when the handler runs
+    (the request is decoded by then), handled with the code and timed when the call ends; a unary
+    call sends its one message if it succeeds, a stream counts each one as it goes (`streaming`).
+    """
 
-    def __init__(self, method: str):
-        self.method = method
-        self.in_flight, self.latency = metrics.IN_FLIGHT.labels(method), metrics.LATENCY.labels(method)
+    __slots__ = ("handled", "labels", "latency", "method", "received", "sent", "started", "stream")
+
+    def __init__(self, method: str, *, stream: bool):
+        self.method, self.stream = method, stream
+        service, _, name = method.lstrip("/").partition("/")
+        self.labels = ("server_stream" if stream else "unary", service, name)
+        self.started = metrics.STARTED.labels(*self.labels)
+        self.received = metrics.MSG_RECEIVED.labels(*self.labels)
+        self.sent = metrics.MSG_SENT.labels(*self.labels)
+        self.latency = metrics.HANDLING_SECONDS.labels(*self.labels)
         self.handled: dict[grpc.StatusCode, Any] = {}
 
     def open(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Call, Token[Call | None]]:
@@ -36,18 +48,23 @@ class _Record:
         given = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
         call = Call(str(given)[:64] or os.urandom(16).hex())  # 32 hex digits, as uuid4().hex, cheaper
         context.set_trailing_metadata((("x-request-id", call.request_id),))
-        self.in_flight.inc()
+        self.started.inc()
+        self.received.inc()
+        if self.stream:
+            call.sent = self.sent
         return call, CURRENT_CALL.set(call)
 
-    def close(self, call: Call, started: float, messages: int | None = None) -> None:
+    def close(self, call: Call, started: float) -> None:
         """Count the call by its code, time it, and write its access-log line."""
-        self.in_flight.dec()
         elapsed = time.perf_counter() - started
         counter = self.handled.get(call.code)
         if counter is None:
-            counter = self.handled[call.code] = metrics.RPCS.labels(self.method, call.code.name)
+            code = metrics.GO_CODE_NAMES[call.code]
+            counter = self.handled[call.code] = metrics.HANDLED.labels(*self.labels, code)
         counter.inc()
         self.latency.observe(elapsed)
+        if not self.stream and call.code is grpc.StatusCode.OK:
+            self.sent.inc()
         if log.isEnabledFor(logging.INFO):  # checked per call: the level may change at run time
             fields = {
                 "rpc_method": self.method,
@@ -57,8 +74,8 @@ class _Record:
                 "request_id": call.request_id,
                 "reason": call.reason,
             }
-            if messages is not None:
-                fields["messages"] = messages
+            if self.stream:
+                fields["messages"] = call.messages
             log.info("rpc", extra=fields)
 
 
@@ -73,7 +90,7 @@ class Observe(PerMethod):
 
     @staticmethod
     def _observed(method: str, inner: Behaviour, *, stream: bool) -> Behaviour:
-        record = _Record(method)
+        record = _Record(method, stream=stream)
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
@@ -85,6 +102,6 @@ class Observe(PerMethod):
                 raise
             finally:
                 CURRENT_CALL.reset(token)
-                record.close(call, started, call.messages if stream else None)
+                record.close(call, started)
 
         return observed

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import grpc
 import uvloop
@@ -24,8 +23,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from payments_common import metrics, reflection
+from payments_common.calls import Interceptor
 from payments_common.config import CommonSettings
 from payments_common.offload import Offload
+from payments_common.tracing import Tracing, tracing_for
 
 __all__ = ["Offload", "RunningServer", "Service", "start_server"]  # Offload: where callers found it
 log = logging.getLogger("payments.server")
@@ -36,12 +37,6 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # the longest a pending SIGTERM/SIGINT waits for the main thread (see serve_until_signalled)
 SIGNAL_POLL_SECONDS = 0.2
-P = ParamSpec("P")
-if TYPE_CHECKING:
-    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    Interceptor = grpc.aio.ServerInterceptor
-T = TypeVar("T")
 
 
 @dataclass
@@ -70,6 +65,7 @@ class RunningServer:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     metrics_port: int | None = None
+    tracing: Tracing | None = None  # None: no OTLP endpoint, so no tracing interceptor
     closers: list[Callable[[], None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -155,9 +151,11 @@ async def _start(
             ("grpc.max_connection_age_grace_ms", _millis(settings.shutdown_grace_seconds)),
         ],
     )
-    health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer = health_aio.HealthServicer()  # "" starts SERVING: not ready before the first probe
     names = [s.name for s in services]
+    for name in ["", *names]:
+        await health_servicer.set(name, NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:
         service.register(server)
     if settings.reflection_enabled:
@@ -188,7 +186,10 @@ def start_server(
     probe: Callable[[], bool],
     metrics_port: int | None = None,
 ) -> RunningServer:
-    """Start a server with the services, health, (unless disabled) reflection and metrics."""
+    """Start a server with the services, health, (unless disabled) reflection, metrics and tracing."""
+    traced = tracing_for(settings)  # outermost, so that every interceptor runs inside the span
+    if traced is not None:
+        interceptors = [traced.interceptor, *interceptors]
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
     thread.start()
@@ -210,6 +211,8 @@ def start_server(
         loop=loop,
         thread=thread,
         metrics_port=metrics.serve(metrics_port),
+        tracing=traced,
+        closers=[traced.shutdown] if traced else [],
     )
     asyncio.run_coroutine_threadsafe(running.set_health(SERVING if probe() else NOT_SERVING), loop).result()
     asyncio.run_coroutine_threadsafe(running.watch_health(), loop)

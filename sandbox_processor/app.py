@@ -76,6 +76,8 @@ class Api:
         return await self._endpoint(request, "refund")
 
     async def _endpoint(self, request: Request, kind: str) -> Response:
+        if self._settings.latency_ms:  # a network and processor's own time, for the benchmarks
+            await asyncio.sleep(self._settings.latency_ms / 1000)
         if not self._authorized(request):
             return _error(
                 ApiError(401, "authentication_error", "api_key_invalid", "invalid or missing API key")

@@ -30,6 +30,7 @@ class SandboxSettings(BaseSettings):
     webhook_url: HttpUrl | None = Field(default=None, description="unset: events are recorded, not sent")
     db_path: Path = Path(".data/sandbox/sandbox.sqlite3")
     slow_seconds: float = Field(default=2.0, ge=0, le=120)
+    latency_ms: int = Field(default=0, ge=0, le=10_000)  # added to every /v1 answer
     timeout_hold_seconds: float = Field(default=30.0, gt=0, le=600)
     async_delay_seconds: float = Field(default=1.0, ge=0, le=600)
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)

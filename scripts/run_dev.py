@@ -27,7 +27,11 @@ from sandbox_processor.dev import start_for_dev  # noqa: E402
 
 DEV_ADMIN_EMAIL = "admin@payments.local"
 DEV_ADMIN_PASSWORD = "dev-admin-password"  # only ever created on the embedded dev database
-ROLES = {"auth_service": "payments_auth_svc", "transaction_service": "payments_tx_svc"}
+ROLES = {
+    "auth_service": "payments_auth_svc",
+    "transaction_service": "payments_tx_svc",
+    "transaction_service.processing": "payments_tx_svc",  # the processor flow's worker
+}
 
 
 def wait_healthy(address: str, service: str, timeout: float = 30.0) -> None:
@@ -77,8 +81,19 @@ def main() -> int:
             pass
         finally:
             database.dispose()
-    derived = {"auth_service": {}, "transaction_service": {"AUTH_SERVICE_ADDR": auth_address}}
+    derived = {
+        "auth_service": {},
+        "transaction_service": {"AUTH_SERVICE_ADDR": auth_address},
+        "transaction_service.processing": {},
+    }
+    env.setdefault("WEBHOOK_HOST", "127.0.0.1")
+    webhook_port = env.setdefault("WEBHOOK_PORT", "50070")
+    env.setdefault("SANDBOX_WEBHOOK_URL", f"http://localhost:{webhook_port}/webhooks/sandbox")
     sandbox = start_for_dev(env)  # first: it fills in the sandbox's dev key and secret for the others
+    env.setdefault("PAYMENT_PROCESSOR", "sandbox")  # payments with a payment_method go through it
+    env.setdefault("PROCESSOR_URL", f"http://localhost:{env.get('SANDBOX_PORT', '50060')}")
+    env.setdefault("PROCESSOR_API_KEY", env["SANDBOX_API_KEY"])
+    env.setdefault("PROCESSOR_WEBHOOK_SECRET", env["SANDBOX_WEBHOOK_SECRET"])
     children = {
         module: subprocess.Popen(
             [sys.executable, "-m", module],
@@ -135,7 +150,8 @@ def _stop(children: dict[str, subprocess.Popen[bytes]], grace: float = 30.0) -> 
 def print_usage(auth_port: int, tx_port: int, dev_database: bool) -> None:
     """Tell the developer how to call the running services."""
     lines = [
-        f"ready: auth_service on localhost:{auth_port}, transaction_service on localhost:{tx_port}",
+        f"ready: auth_service on localhost:{auth_port}, transaction_service on localhost:{tx_port},"
+        " the processing worker (webhooks on localhost:" + os.environ.get("WEBHOOK_PORT", "50070") + ")",
         f"  grpcurl -plaintext localhost:{auth_port} list",
         f"  grpcurl -plaintext localhost:{tx_port} describe payments.transaction.v1.TransactionService",
     ]

@@ -28,6 +28,9 @@ from payments_common.server import RunningServer
 from tests.helpers import Caller, SecretWatch
 from tests.servers import FAST_HASH_ENV, ROOT, auth_settings, migrate, tx_settings
 
+# the processing worker and its sandbox (`worker`), for the flow, README and dashboard tests
+pytest_plugins = ["tests.processing.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def secret_watch() -> Iterator[SecretWatch]:

@@ -68,6 +68,7 @@ def tx_settings(database_url: str, auth_address: str = "", **overrides: Any) -> 
         "auth_service_addr": auth_address,
         "jwks_min_refresh_seconds": 0.05,  # forged kids wait for the next refresh: keep it short
         "shutdown_grace_seconds": 1.0,
+        "payment_processor": "sandbox",  # payments with a payment_method are queued for it
         **overrides,
     }
     return TransactionSettings(_env_file=None, **values)  # type: ignore[call-arg]

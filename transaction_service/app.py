@@ -78,7 +78,7 @@ def start(settings: TransactionSettings) -> RunningServer:
     offload = Offload(settings.grpc_max_workers)
     stream = streaming.build(settings, database, offload)
     servicer = TransactionServicer(
-        Payments(PostgresStore(database), PageTokens(secret)),
+        Payments(PostgresStore(database), PageTokens(secret), settings.payment_processor),
         offload,
         settings.db_statement_timeout_ms,
         settings.grpc_max_message_bytes,

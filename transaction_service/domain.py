@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -19,9 +19,10 @@ NOT_FOUND_MESSAGE = "transaction not found"  # one text for missing and foreign 
 
 
 class Status(StrEnum):
-    """Lifecycle state; PENDING resolves at most once into one of the final states."""
+    """Lifecycle state; PENDING resolves at most once, PROCESSING too (migration 0006 enforces it)."""
 
     PENDING = "PENDING"
+    PROCESSING = "PROCESSING"  # submitted to the payment processor, its outcome not known yet
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -37,7 +38,8 @@ class TxType(StrEnum):
 # The status machine, declared once: what each status may become. The compare-and-set of a status
 # change (`sql.CHANGE_STATUS`) is given `sources(target)`, so the database enforces this table.
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.PENDING: frozenset({Status.PROCESSING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.PROCESSING: frozenset({Status.COMPLETED, Status.FAILED}),
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
@@ -58,18 +60,23 @@ class NewTransaction:
     metadata: Mapping[str, str]
     idempotency_key: str
     refund_of: UUID | None = None
+    # the processor's token of a payment's payment method: the processor charges it
+    payment_method: str | None = field(default=None, repr=False)
 
     def fingerprint(self) -> bytes:
         """SHA-256 of the canonical request (everything but the key, which scopes it)."""
+        fields: list[object] = [
+            self.type.value,
+            self.amount_minor,
+            self.currency,
+            self.description,
+            sorted(self.metadata.items()),
+            str(self.refund_of or ""),
+        ]
+        if self.payment_method is not None:  # so the fingerprints of earlier requests still match
+            fields.append(self.payment_method)
         canonical = json.dumps(
-            [
-                self.type.value,
-                self.amount_minor,
-                self.currency,
-                self.description,
-                sorted(self.metadata.items()),
-                str(self.refund_of or ""),
-            ],
+            fields,
             separators=(",", ":"),
             ensure_ascii=True,
         )
@@ -95,6 +102,8 @@ class Transaction:
     request_fingerprint: bytes
     created_at: datetime
     updated_at: datetime
+    processor: str | None = None  # the processor that moves it; None: settled by hand
+    failure_code: str | None = None  # the processor's reason, for a FAILED one
 
     @property
     def etag(self) -> str:
@@ -138,6 +147,11 @@ def unchanged(current: Transaction, target: Status, etag: int | None) -> Transac
     """
     if current.status == target:
         return current
+    if current.processor is not None and target in SETTLEMENTS:
+        raise FailedPrecondition(
+            "the payment processor settles this transaction; it cannot be settled by hand",
+            reason="SETTLED_BY_PROCESSOR",
+        )
     if etag is not None and etag != current.version:
         raise Aborted("the transaction changed since it was read (stale etag)", reason="ETAG_MISMATCH")
     raise FailedPrecondition(

@@ -52,7 +52,9 @@ def transaction(row: Row) -> Transaction:
 class Repository(Protocol):
     """What the use cases need of storage (PostgreSQL here, memory in the unit tests)."""
 
-    def insert(self, owner: UUID, new: NewTransaction, actor: str) -> Transaction | None: ...
+    def insert(
+        self, owner: UUID, new: NewTransaction, actor: str, processor: str | None = None
+    ) -> Transaction | None: ...
     def by_key(self, owner: UUID, key: str) -> Transaction | None: ...
     def caller_active(self, caller: Account) -> bool: ...
     def get(self, tx_id: UUID, owner: UUID | None, caller: Account) -> Transaction | None: ...
@@ -92,8 +94,12 @@ class TransactionRepository:
         row = self._session.one(statement, **params)
         return transaction(row) if row is not None else None
 
-    def insert(self, owner: UUID, new: NewTransaction, actor: str) -> Transaction | None:
-        """A PENDING transaction and its creation event; None when the key is taken or the owner inactive."""
+    def insert(
+        self, owner: UUID, new: NewTransaction, actor: str, processor: str | None = None
+    ) -> Transaction | None:
+        """A PENDING transaction and its creation event (queued for `processor`, if any); None when
+        the key is taken or the owner inactive.
+        """
         return self._one(
             sql.INSERT_PENDING_WITH_EVENT,
             owner=owner,
@@ -105,6 +111,8 @@ class TransactionRepository:
             idempotency_key=new.idempotency_key,
             request_fingerprint=new.fingerprint(),
             refund_of=new.refund_of,
+            processor=processor,
+            payment_method=new.payment_method,
             actor=actor,
         )
 

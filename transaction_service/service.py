@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from payments_common.errors import Aborted, NotFound, Unauthenticated
+from payments_common.errors import Aborted, FailedPrecondition, NotFound, Unauthenticated
 from payments_common.tokens import Principal
 from transaction_service import domain, policy
 from transaction_service.domain import Event, NewTransaction, Status, Transaction
@@ -48,16 +48,28 @@ def inactive_error(principal: Principal) -> Unauthenticated:
 class Payments:
     """Creates, reads, lists and changes payment records."""
 
-    def __init__(self, store: Store, tokens: PageTokens):
+    def __init__(self, store: Store, tokens: PageTokens, processor: str | None = None):
         self._store = store
         self._tokens = tokens
+        self._processor = processor  # the processor that charges payments with a payment method
 
     def create(self, principal: Principal, new: NewTransaction, timeout_ms: int) -> Transaction:
-        """Record a PENDING payment or refund, or return the original on an idempotent retry."""
+        """Record a PENDING payment or refund, or return the original on an idempotent retry.
+
+        A payment with a payment method, and a refund of a payment the processor charged, are
+        queued for the processor in the same statement.
+        """
         owner = policy.account_owner(principal)
         if new.refund_of is None:  # one statement, which itself requires an active owner
+            if new.payment_method is not None and self._processor is None:
+                raise FailedPrecondition(
+                    "this deployment has no payment processor (PAYMENT_PROCESSOR is unset); "
+                    "create the payment without a payment_method",
+                    reason="PROCESSOR_NOT_CONFIGURED",
+                )
+            processor = self._processor if new.payment_method is not None else None
             with self._store.statement(timeout_ms) as repo:
-                created = repo.insert(owner, new, principal.subject)
+                created = repo.insert(owner, new, principal.subject, processor)
                 return created or self._original(repo, principal, owner, new)
         with self._store.transaction(timeout_ms) as repo:
             return self._create_refund(repo, principal, owner, new)
@@ -78,7 +90,7 @@ class Payments:
         if payment is None:
             raise NotFound(domain.NOT_FOUND_MESSAGE)
         domain.check_refund(payment, new)
-        created = repo.insert(owner, new, principal.subject)
+        created = repo.insert(owner, new, principal.subject, payment.processor)
         if created is None:
             return self._original(repo, principal, owner, new)
         repo.add_refunded(payment.id, new.amount_minor)

@@ -71,6 +71,7 @@ class TransactionServicer(transaction_pb2_grpc.TransactionServiceServicer):
             request.metadata,
             request.idempotency_key,
             request.refund_of,
+            request.payment_method,
         )
         tx = await self._offload(self._payments.create, current_principal(), new, self._budget_ms(context))
         return pb.CreateTransactionResponse(transaction=wire.transaction(tx))

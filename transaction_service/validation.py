@@ -8,6 +8,7 @@ from uuid import UUID
 
 from payments_common.errors import InvalidArgument
 from transaction_service import currencies
+from transaction_service.connectors.payment_methods import InvalidPaymentMethod, check_payment_method
 from transaction_service.domain import NewTransaction, Status, TxType
 
 MAX_DESCRIPTION = 500
@@ -99,6 +100,7 @@ def new_transaction(
     metadata: Mapping[str, str],
     idempotency_key: str,
     refund_of: str,
+    payment_method: str = "",
 ) -> NewTransaction:
     """Validate a create request completely; raise one InvalidArgument listing every problem."""
     violations: Violations = []
@@ -118,11 +120,26 @@ def new_transaction(
             refund_target = parse_uuid(violations, "refund_of", refund_of)
     elif tx_type == TxType.PAYMENT and refund_of:
         violations.append(("refund_of", "must be empty for a PAYMENT"))
+    method = _payment_method(violations, tx_type, payment_method)
     if violations or tx_type is None:
         raise InvalidArgument(violations)
     return NewTransaction(
-        tx_type, amount_minor, currency, description, dict(metadata), idempotency_key, refund_target
+        tx_type, amount_minor, currency, description, dict(metadata), idempotency_key, refund_target, method
     )
+
+
+def _payment_method(violations: Violations, tx_type: TxType | None, value: str) -> str | None:
+    """A processor token, or None; the message never repeats the value (it may be a card number)."""
+    if not value:
+        return None
+    if tx_type == TxType.REFUND:
+        violations.append(("payment_method", "must be empty for a REFUND (it goes back to the payment's)"))
+        return None
+    try:
+        return check_payment_method(value)
+    except InvalidPaymentMethod as err:
+        violations.append(("payment_method", str(err)))
+        return None
 
 
 def update_request(
@@ -133,6 +150,8 @@ def update_request(
     parsed_id = parse_uuid(violations, "id", tx_id)
     if status is None:
         violations.append(("status", "must be COMPLETED, FAILED or CANCELLED"))
+    elif status == Status.PROCESSING:
+        violations.append(("status", "PROCESSING is set by the payment processor flow, not by a caller"))
     version: int | None = None
     if etag:
         if etag.isascii() and etag.isdigit() and len(etag) <= 10:

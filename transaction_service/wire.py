@@ -15,6 +15,7 @@ from transaction_service.domain import Event, Status, Transaction, TxType
 
 STATUS_TO_WIRE: dict[Status, pb.TransactionStatus] = {
     Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
+    Status.PROCESSING: pb.TRANSACTION_STATUS_PROCESSING,
     Status.COMPLETED: pb.TRANSACTION_STATUS_COMPLETED,
     Status.FAILED: pb.TRANSACTION_STATUS_FAILED,
     Status.CANCELLED: pb.TRANSACTION_STATUS_CANCELLED,
@@ -91,6 +92,8 @@ def transaction(tx: Transaction) -> pb.Transaction:
         etag=tx.etag,
         created_at=timestamp(tx.created_at),
         updated_at=timestamp(tx.updated_at),
+        failure_code=tx.failure_code or "",
+        processed=tx.processor is not None,
     )
 
 

@@ -71,3 +71,13 @@ def test_the_decomposition_serves_get_from_every_layer_without_errors(tmp_path: 
     assert result["ratio_to_echo"]["echo"] == 1.0
     assert result["ratio_to_reference"]["reference"] == 1.0
     assert "| stack-quiet |" in done.stdout
+
+
+def test_the_processing_benchmark_charges_through_the_sandbox_at_both_latencies(tmp_path: Path) -> None:
+    done = run_bench("bench.processing", "--out", str(tmp_path))
+    points = json.loads((tmp_path / "processing.json").read_text())
+    assert [p["latency_ms"] for p in points] == [0, 50]
+    assert all(p["processed_per_second"] > 0 and p["plain_creates_per_second"] > 0 for p in points), points
+    # each payment's completion came after its creation, through the worker and the sandbox
+    assert all(0 < p["completion_p50_ms"] <= p["completion_p99_ms"] for p in points), points
+    assert "| 50 ms |" in done.stdout

@@ -92,6 +92,19 @@ def test_a_transaction_shows_its_details_and_event_timeline(page, log_in, alice,
     expect(steps.nth(1)).to_contain_text("settled by test")
 
 
+def test_a_declined_card_payment_shows_the_processors_reason(page, log_in, alice, tx_stub, worker):
+    from tests.processing.harness import create_payment, settled
+
+    tx = settled(tx_stub, alice, create_payment(tx_stub, alice, "pm_card_insufficient_funds", amount=990).id)
+    log_in(page, alice)
+    page.goto(f"{page.url.split('/transactions')[0]}/transactions/{tx.id}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Failed")
+    expect(page.locator("#failure-code")).to_have_text("insufficient_funds")
+    steps = page.locator("#timeline li")
+    expect(steps).to_have_count(3)  # created, submitted to the processor, failed
+    expect(steps.nth(1)).to_contain_text("rocessing")
+
+
 def test_another_users_transaction_gives_the_same_not_found_page_as_a_missing_one(
     page, log_in, alice, bob, create
 ):

@@ -125,9 +125,10 @@ def _manifests() -> list[dict]:
 
 def test_kubernetes_deployments_probe_the_health_service_the_code_serves():
     deployments = [d for d in _manifests() if d["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} == {"auth", "transactions", "dashboard"}
-    # the dashboard serves HTTP, not gRPC: tests/dashboard/test_deploy.py checks its manifest
-    for deployment in (d for d in deployments if d["metadata"]["name"] != "dashboard"):
+    assert {d["metadata"]["name"] for d in deployments} == {"auth", "transactions", "processing", "dashboard"}
+    # the dashboard and the processing worker serve HTTP, not gRPC: tests/dashboard/test_deploy.py
+    # and tests/platform/test_deploy_processing.py check their manifests
+    for deployment in (d for d in deployments if d["metadata"]["name"] not in {"dashboard", "processing"}):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         module = _module_of(container["command"])
         assert module in MODULES and module_exists(module)

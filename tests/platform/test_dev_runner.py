@@ -26,6 +26,7 @@ import pytest
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.helpers import free_port
+from tests.processing.harness import EXPECTED_OUTCOMES, outcomes
 from tests.servers import FAST_HASH_ENV, ROOT
 
 READY_SECONDS = 120  # the first run creates the database cluster and migrates it
@@ -55,6 +56,8 @@ class DevRun:
             TRANSACTION_PORT=str(tx_port),
             SANDBOX_PORT=str(free_port()),
             DASHBOARD_PORT=str(free_port()),
+            WEBHOOK_PORT=str(free_port()),
+            PROCESSING_METRICS_PORT=str(free_port()),
             # wrong on purpose: the runner derives the address from AUTH_PORT
             AUTH_SERVICE_ADDR="localhost:1",
             **FAST_HASH_ENV,
@@ -190,6 +193,8 @@ def test_make_run_serves_the_dev_admin_the_readme_example_and_every_cli_command(
         created, listed = pasted.stdout.splitlines()
         payment_id = created.split()[0]
         assert created == f"{payment_id} PENDING" and listed == f"{payment_id} 1250 COMPLETED", pasted.stdout
+        # `make run` wires the processor flow: the sandbox decides, by webhook too
+        assert outcomes(f"localhost:{run.tx_port}", tokens.access_token) == EXPECTED_OUTCOMES, run.output
 
         # every admin command of the CLI, with DATABASE_URL unset, reaches the running dev database
         commands = re.search(r"\{([a-z,-]+)\}", _cli("--help", data=dev_data).stdout).group(1).split(",")

@@ -42,7 +42,7 @@ def run_readme(auth_address):
         script = script.replace("localhost:50051", auth_address)
         script = script.replace("localhost:50052", tx_address)
         script = script.replace("alice@example.com", f"alice-{uuid.uuid4().hex[:8]}@example.com")
-        script = script.replace("order-1001", f"order-{uuid.uuid4().hex[:8]}")
+        script = re.sub(r"order-100(\d)", lambda m: f"order-{m[1]}-{uuid.uuid4().hex[:8]}", script)
         if admin is not None:  # the dev admin exists only in `make run`'s database
             script = script.replace("admin@payments.local", admin.email).replace(
                 "dev-admin-password", admin.password
@@ -67,7 +67,7 @@ def test_auth_examples_run_as_pasted(run_readme):
     assert '"ROLE_USER"' in result.stdout
 
 
-def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_address, admin_user):
+def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_address, admin_user, worker):
     (tx_block,) = [b for b in readme_blocks() if "50052" in b]
     result = run_readme(tx_block, tx_address=tx_address, admin=admin_user)
     assert result.returncode == 0, result.stderr
@@ -75,6 +75,7 @@ def test_transaction_examples_run_as_pasted_with_the_admin(run_readme, tx_addres
     assert '"amount_minor": "1250"' in result.stdout
     assert '"new_status": "TRANSACTION_STATUS_COMPLETED"' in result.stdout
     assert '"reason": "settled"' in result.stdout
+    assert '"failure_code": "card_declined"' in result.stdout  # charged through the sandbox
 
 
 def test_python_example_runs_as_written(auth_address, tx_address, admin_user, capsys):

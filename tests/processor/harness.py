@@ -124,8 +124,55 @@ class Receiver:
         self._server.server_close()
 
 
+class HttpProcess:
+    """A `python -m MODULE` process answering HTTP: launched until ready, killed (-9) or stopped."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def launch(self, module: str, env: dict[str, str], ready_url: str, timeout: float) -> None:
+        """Start `module` (stderr to `log_path`, appended) and wait until `ready_url` answers 200."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (
+                f"{module} exited {self.process.returncode}: {self.log_text()}"
+            )
+            try:
+                if get(ready_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{module} not ready at {ready_url} after {timeout} s: {self.log_text()[-2000:]}"
+        )
+
+    def log_text(self) -> str:
+        """Everything the process has logged so far (kept across restarts)."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """kill -9: no shutdown of any kind."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
 @dataclass
-class Sandbox:
+class Sandbox(HttpProcess):
     """`python -m sandbox_processor` on a free port; `kill()` is kill -9, `start()` again restarts it."""
 
     db_path: Path
@@ -141,14 +188,8 @@ class Sandbox:
         """Base URL of the API."""
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        """Where the process's log lines go (kept across restarts)."""
-        return self.db_path.with_suffix(".log")
-
-    def log_text(self) -> str:
-        """Everything the process has logged so far."""
-        return self.log_path.read_text() if self.log_path.exists() else ""
+    def __post_init__(self) -> None:
+        self.log_path = self.db_path.with_suffix(".log")
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the process and wait until /healthz answers."""
@@ -162,37 +203,7 @@ class Sandbox:
             **({"SANDBOX_WEBHOOK_URL": self.webhook_url} if self.webhook_url else {}),
             **self.env,
         }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "sandbox_processor"], cwd=ROOT, env=env, stderr=log
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"sandbox exited with {self.process.returncode}"
-            try:
-                if get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"sandbox on {self.url} not healthy after {timeout} s")
-
-    def kill(self) -> None:
-        """kill -9: no shutdown of any kind."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        self.launch("sandbox_processor", env, f"{self.url}/healthz", timeout)
 
     def config(self, timeout: float = 10.0, **overrides: Any) -> SandboxConfig:
         """Connector settings for this sandbox."""

@@ -36,6 +36,8 @@ def _insert_payment(conn: Connection, owner: str) -> tuple[str, int]:
             "idempotency_key": f"ooo-{uuid.uuid4()}",
             "request_fingerprint": hashlib.sha256(b"ooo").digest(),
             "refund_of": None,
+            "processor": None,
+            "payment_method": None,
             "actor": owner,
         },
     ).one()

@@ -21,8 +21,14 @@ METHOD = "/payments.transaction.v1.TransactionService/WatchTransactions"
 
 
 def _handled(code: str) -> float:
-    value = REGISTRY.get_sample_value("grpc_server_handled_total", {"grpc_method": METHOD, "grpc_code": code})
-    return value or 0.0
+    """grpc_server_handled_total of the watch method with `code` (go-grpc-prometheus's spelling)."""
+    labels = {
+        "grpc_type": "server_stream",
+        "grpc_service": "payments.transaction.v1.TransactionService",
+        "grpc_method": "WatchTransactions",
+        "grpc_code": code,
+    }
+    return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
 
 
 def test_beyond_the_watcher_limit_a_watch_is_resource_exhausted_with_retry_info(
@@ -104,7 +110,7 @@ def test_a_draining_server_ends_its_streams_unavailable_and_another_one_resumes_
     watcher = Watcher(stub, alice.md).live()
     first = payment(stream_stub, alice)
     watcher.wait_for(1)
-    unavailable_before = _handled("UNAVAILABLE")
+    unavailable_before = _handled("Unavailable")
     stopper = threading.Thread(target=draining.stop)
     started = time.monotonic()
     stopper.start()
@@ -113,7 +119,7 @@ def test_a_draining_server_ends_its_streams_unavailable_and_another_one_resumes_
     stopper.join(10)
     assert (ending.code, ending.reason) == (grpc.StatusCode.UNAVAILABLE, "SERVER_DRAINING")
     assert stopped_in < 2  # not after the 5 s grace
-    assert _handled("UNAVAILABLE") == unavailable_before + 1  # the stream is one call in the metrics
+    assert _handled("Unavailable") == unavailable_before + 1  # the stream is one call in the metrics
     second = payment(stream_stub, alice)
     resumed = Watcher(stream_stub, alice.md, resume_token=ending.metadata["resume_token"]).live()
     assert [c.transaction.id for c in resumed.wait_for(1)] == [second.id]

@@ -111,13 +111,15 @@ class MemoryRepository:
             return None
         return tx
 
-    def insert(self, owner: UUID, new: NewTransaction, actor: str) -> Transaction | None:
+    def insert(
+        self, owner: UUID, new: NewTransaction, actor: str, processor: str | None = None
+    ) -> Transaction | None:
         self._call("insert", write=True)
         lost = self._store.interfere()
         taken = any(t.user_id == owner and t.idempotency_key == new.idempotency_key for t in self._rows())
         if lost or taken or not self._store.is_active(Account("user", owner)):
             return None
-        tx = new_row(owner, new, self._store.clock())
+        tx = replace(new_row(owner, new, self._store.clock()), processor=processor)
         self._put(tx)
         self._event(tx, None, actor, "")
         return tx
@@ -174,6 +176,8 @@ class MemoryRepository:
         if found is None:
             return None
         if found.status.value not in domain.sources(target) or (etag is not None and found.version != etag):
+            return False, found
+        if found.processor is not None and target != Status.CANCELLED:  # as sql.CHANGE_STATUS
             return False, found
         changed = replace(found, status=target, version=found.version + 1, updated_at=self._store.clock())
         self._put(changed)

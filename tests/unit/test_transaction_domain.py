@@ -67,7 +67,26 @@ def test_a_replay_returns_the_original_and_a_changed_request_is_refused() -> Non
 
 @pytest.mark.parametrize("target", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
 def test_a_pending_transaction_may_reach_each_final_status(target: Status) -> None:
-    assert domain.sources(target) == [Status.PENDING.value]
+    assert Status.PENDING.value in domain.sources(target)
+
+
+def test_processing_follows_only_pending_and_ends_only_in_a_settlement() -> None:
+    assert domain.sources(Status.PROCESSING) == [Status.PENDING.value]
+    assert domain.TRANSITIONS[Status.PROCESSING] == {Status.COMPLETED, Status.FAILED}
+    assert Status.PROCESSING.value not in domain.sources(Status.CANCELLED)
+
+
+@pytest.mark.parametrize("target", [Status.COMPLETED, Status.FAILED])
+def test_a_processed_transaction_cannot_be_settled_by_hand(target: Status) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        domain.unchanged(stored(Status.PROCESSING, processor="sandbox"), target, None)
+    assert caught.value.reason == "SETTLED_BY_PROCESSOR"
+
+
+def test_the_payment_method_joins_the_fingerprint_only_when_given() -> None:
+    assert request().fingerprint() == request(payment_method=None).fingerprint()
+    assert request(payment_method="pm_card_visa").fingerprint() != request().fingerprint()
+    assert "pm_card_visa" not in repr(request(payment_method="pm_card_visa"))
 
 
 def test_nothing_may_become_pending_again() -> None:

@@ -69,7 +69,7 @@ class PaymentRequest:
     transaction_id: UUID
     amount_minor: int
     currency: str
-    payment_method: str
+    payment_method: str = field(repr=False)  # a processor token, but never in a log
     description: str = ""
 
     @property

@@ -23,6 +23,7 @@ class TransactionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSACTION_STATUS_COMPLETED: _ClassVar[TransactionStatus]
     TRANSACTION_STATUS_FAILED: _ClassVar[TransactionStatus]
     TRANSACTION_STATUS_CANCELLED: _ClassVar[TransactionStatus]
+    TRANSACTION_STATUS_PROCESSING: _ClassVar[TransactionStatus]
 TRANSACTION_TYPE_UNSPECIFIED: TransactionType
 TRANSACTION_TYPE_PAYMENT: TransactionType
 TRANSACTION_TYPE_REFUND: TransactionType
@@ -31,9 +32,10 @@ TRANSACTION_STATUS_PENDING: TransactionStatus
 TRANSACTION_STATUS_COMPLETED: TransactionStatus
 TRANSACTION_STATUS_FAILED: TransactionStatus
 TRANSACTION_STATUS_CANCELLED: TransactionStatus
+TRANSACTION_STATUS_PROCESSING: TransactionStatus
 
 class Transaction(_message.Message):
-    __slots__ = ("id", "user_id", "type", "status", "amount_minor", "currency", "description", "metadata", "idempotency_key", "refund_of", "refunded_minor", "etag", "created_at", "updated_at")
+    __slots__ = ("id", "user_id", "type", "status", "amount_minor", "currency", "description", "metadata", "idempotency_key", "refund_of", "refunded_minor", "etag", "created_at", "updated_at", "failure_code", "processed")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +57,8 @@ class Transaction(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_CODE_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     type: TransactionType
@@ -69,10 +73,12 @@ class Transaction(_message.Message):
     etag: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., type: _Optional[_Union[TransactionType, str]] = ..., status: _Optional[_Union[TransactionStatus, str]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., refund_of: _Optional[str] = ..., refunded_minor: _Optional[int] = ..., etag: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failure_code: str
+    processed: bool
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., type: _Optional[_Union[TransactionType, str]] = ..., status: _Optional[_Union[TransactionStatus, str]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., refund_of: _Optional[str] = ..., refunded_minor: _Optional[int] = ..., etag: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_code: _Optional[str] = ..., processed: _Optional[bool] = ...) -> None: ...
 
 class CreateTransactionRequest(_message.Message):
-    __slots__ = ("type", "amount_minor", "currency", "description", "metadata", "idempotency_key", "refund_of")
+    __slots__ = ("type", "amount_minor", "currency", "description", "metadata", "idempotency_key", "refund_of", "payment_method")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +93,7 @@ class CreateTransactionRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REFUND_OF_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_METHOD_FIELD_NUMBER: _ClassVar[int]
     type: TransactionType
     amount_minor: int
     currency: str
@@ -94,7 +101,8 @@ class CreateTransactionRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     idempotency_key: str
     refund_of: str
-    def __init__(self, type: _Optional[_Union[TransactionType, str]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., refund_of: _Optional[str] = ...) -> None: ...
+    payment_method: str
+    def __init__(self, type: _Optional[_Union[TransactionType, str]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., refund_of: _Optional[str] = ..., payment_method: _Optional[str] = ...) -> None: ...
 
 class CreateTransactionResponse(_message.Message):
     __slots__ = ("transaction",)

@@ -84,7 +84,10 @@ class TransactionServiceServicer:
     """
 
     def CreateTransaction(self, request, context):
-        """CreateTransaction records a PENDING payment or refund. The idempotency
+        """CreateTransaction records a PENDING payment or refund. A payment with a
+        `payment_method` is then charged through the payment processor:
+        PENDING -> PROCESSING -> COMPLETED or FAILED (with `failure_code`); a
+        refund of such a payment is refunded through it the same way. The idempotency
         key is required and unique per user: a retry with the same key and the
         same request returns the original transaction; the same key with a
         different request is ALREADY_EXISTS, reason IDEMPOTENCY_KEY_REUSED.
@@ -115,7 +118,9 @@ class TransactionServiceServicer:
         """UpdateTransactionStatus moves a PENDING transaction to COMPLETED, FAILED
         or CANCELLED (final). Repeating the current status is a no-op. The owner
         may cancel; COMPLETED and FAILED need the `transactions:settle` scope or
-        the admin role. Errors: FAILED_PRECONDITION reason
+        the admin role, and are FAILED_PRECONDITION reason SETTLED_BY_PROCESSOR
+        for a `processed` transaction (the processor's answer settles it; it may
+        still be cancelled while PENDING). Errors: FAILED_PRECONDITION reason
         INVALID_STATUS_TRANSITION, ABORTED reason ETAG_MISMATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,4 +1,4 @@
-"""Every statement the transaction service runs, as the text PostgreSQL sees.
+"""The statements of payments and refunds, as the text PostgreSQL sees.
 
 Parameters are named (`%(name)s`) and cast where they appear, so PostgreSQL never guesses a type
 and a prepared statement gets the right one. A rule a statement enforces reads in its SQL: an
@@ -27,6 +27,8 @@ TRANSACTION_FIELDS = (
     "version",
     "created_at",
     "updated_at",
+    "processor",
+    "failure_code",
 )
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 EVENT_COLUMNS = "id, transaction_id, old_status, new_status, actor, reason, created_at"
@@ -48,16 +50,21 @@ IS_CALLER_ACTIVE = f"SELECT {CALLER_ACTIVE} AS active"
 
 # A PENDING payment or refund and its creation event, in one statement. The row source is the
 # owner, if active; a taken idempotency key inserts nothing (ON CONFLICT waits for a concurrent
-# insert of the same key to settle), and then nothing is returned.
+# insert of the same key to settle), and then nothing is returned. One the processor moves is
+# queued for the submitter in the same statement.
 INSERT_PENDING_WITH_EVENT = f"""
 WITH created AS (
     INSERT INTO payments.transactions (user_id, type, amount_minor, currency, description, metadata,
-                                       idempotency_key, request_fingerprint, refund_of)
+                                       idempotency_key, request_fingerprint, refund_of, processor,
+                                       payment_method)
     SELECT id, %(type)s::text, %(amount_minor)s::bigint, %(currency)s::text, %(description)s::text,
-           %(metadata)s::jsonb, %(idempotency_key)s::text, %(request_fingerprint)s::bytea, %(refund_of)s::uuid
+           %(metadata)s::jsonb, %(idempotency_key)s::text, %(request_fingerprint)s::bytea,
+           %(refund_of)s::uuid, %(processor)s::text, %(payment_method)s::text
     FROM auth.users WHERE id = %(owner)s::uuid AND NOT disabled
     ON CONFLICT ON CONSTRAINT transactions_user_idempotency_key DO NOTHING
     RETURNING {TRANSACTION_COLUMNS}
+), queued AS (
+    INSERT INTO payments.processor_jobs (transaction_id) SELECT id FROM created WHERE processor IS NOT NULL
 ), creation_event AS (
     INSERT INTO payments.transaction_events (transaction_id, old_status, new_status, actor, reason,
                                              tx_version, tx_refunded_minor, tx_updated_at)
@@ -91,6 +98,7 @@ WHERE id = %(id)s::uuid
 # A status change in one round trip: lock the row the caller may see, change it only when its
 # status is one the target may follow (`from_statuses`) and, with an etag, only at that version;
 # write the event; a refund that becomes FAILED or CANCELLED gives its amount back to its payment.
+# A transaction the processor moves is only ever cancelled by hand.
 # The row comes back either way: `changed` true with the new state, or false with the current one,
 # from which the caller tells a repeat from a stale etag or an illegal transition. Locks are taken
 # in the order of every other path: the transaction, then its payment.
@@ -106,6 +114,7 @@ WITH found AS (
     FROM found
     WHERE t.id = found.id AND found.status = ANY (%(from_statuses)s::text[])
       AND (%(etag)s::bigint IS NULL OR found.version = %(etag)s::bigint)
+      AND (found.processor IS NULL OR %(target)s::text = 'CANCELLED')
     RETURNING {_CHANGED_COLUMNS}
 ), status_event AS (
     INSERT INTO payments.transaction_events (transaction_id, old_status, new_status, actor, reason,
@@ -151,61 +160,4 @@ SELECT {TRANSACTION_COLUMNS} FROM payments.transactions
 WHERE user_id = %(owner)s::uuid{conditions} AND {CALLER_ACTIVE}
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s::int
-"""
-
-
-# --- The change stream (WatchTransactions); the audit events are its outbox (migration 0005) ---
-# An event is served once no running database transaction can precede it: its xact_id is below
-# the xmin of the reading snapshot (every smaller id has ended, every new one is larger), so what
-# is served never grows behind a cursor. Order and cursor: (xact_id, position); the cursor
-# (xmin, 0) means "everything below xmin". A change row is the event and its transaction as it was
-# right after the change (the mutable columns the event kept; NULL for events older than 0005).
-_AFTER_CHANGE = {
-    "status": "e.new_status",
-    "version": "coalesce(e.tx_version, t.version)",
-    "refunded_minor": "coalesce(e.tx_refunded_minor, t.refunded_minor)",
-    "updated_at": "coalesce(e.tx_updated_at, t.updated_at)",
-}
-CHANGE_COLUMNS = (
-    "e.id AS event_id, e.old_status, e.actor, e.reason, e.created_at AS occurred_at, "
-    "e.xact_id::text AS xact_id, e.position, "
-    + ", ".join(f"{_AFTER_CHANGE.get(name, 't.' + name)} AS {name}" for name in TRANSACTION_FIELDS)
-)
-_AFTER_CURSOR = "(xact_id, position) > (%(after_xact)s::xid8, %(after_position)s::bigint)"
-
-STREAM_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon"
-
-# The one read of a process's reader, for all its watchers: the next changes nobody can precede,
-# the horizon, and whether committed changes wait behind a running transaction (`blocked`).
-STREAM_READ = f"""
-WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
-batch AS (
-    SELECT * FROM payments.transaction_events
-    WHERE {_AFTER_CURSOR} AND xact_id < (SELECT xmin FROM horizon)
-    ORDER BY xact_id, position LIMIT %(limit)s::int
-)
-SELECT h.xmin::text AS horizon,
-       EXISTS (SELECT FROM payments.transaction_events WHERE xact_id >= h.xmin) AS blocked,
-       {CHANGE_COLUMNS}
-FROM horizon h LEFT JOIN (batch e JOIN payments.transactions t ON t.id = e.transaction_id) ON true
-ORDER BY e.xact_id, e.position
-"""
-
-# One watcher catching up to where the reader started serving it (`upto`, final already): at most
-# `scan` events per round trip whatever the owner filter keeps, and the last one scanned.
-STREAM_CATCH_UP = f"""
-WITH scanned AS (
-    SELECT * FROM payments.transaction_events
-    WHERE {_AFTER_CURSOR}
-      AND (xact_id, position) <= (%(upto_xact)s::xid8, %(upto_position)s::bigint)
-    ORDER BY xact_id, position LIMIT %(scan)s::int
-), last AS (
-    SELECT xact_id, position FROM scanned ORDER BY xact_id DESC, position DESC LIMIT 1
-)
-SELECT l.xact_id::text AS scanned_xact, l.position AS scanned_position, {CHANGE_COLUMNS}
-FROM last l LEFT JOIN (
-    scanned e JOIN payments.transactions t
-    ON t.id = e.transaction_id AND (%(owner)s::uuid IS NULL OR t.user_id = %(owner)s::uuid)
-) ON true
-ORDER BY e.xact_id, e.position
 """
