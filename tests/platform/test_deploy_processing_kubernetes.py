@@ -1,5 +1,6 @@
 """The worker in deploy/kubernetes and the sandbox in the dev overlay (deploy/kubernetes-overlays/dev)
-match their code; `make validate` renders both trees and checks them against the schemas."""
+match their code; `make validate` renders both trees and checks them against the schemas.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from tests.platform.deploy_processing import (
     _env,
     _one,
     _secret_ref,
-    pod_security,
 )
+from tests.platform.test_deploy_policy import pod_security
 from transaction_service.processing.settings import ProcessingSettings
 
 
