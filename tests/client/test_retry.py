@@ -179,7 +179,9 @@ def test_the_server_retry_delay_is_honoured_and_the_key_reused(
     assert second.at - first.at >= 0.5
     assert first.request.idempotency_key == second.request.idempotency_key
     assert first.time_remaining is not None and second.time_remaining is not None
-    assert 4.0 < first.time_remaining <= 5.0 and second.time_remaining < first.time_remaining - 0.4
+    # one deadline for all attempts: the second had 0.5 s less (a loaded machine may take a while
+    # to send the first, so only its upper bound is exact)
+    assert 2.0 < first.time_remaining <= 5.0 and second.time_remaining < first.time_remaining - 0.4
 
 
 def test_a_conflict_on_create_is_retried_but_a_stale_etag_is_not(

@@ -25,7 +25,8 @@ class ProcessingSettings(CommonSettings):
     webhook_replay_window_seconds: float = Field(default=DEFAULT_REPLAY_WINDOW_SECONDS, gt=0, le=3600)
     # the submitter: jobs per claim, submissions in flight, and how long a claim is held
     submit_batch: int = Field(default=32, ge=1, le=1000)
-    submit_concurrency: int = Field(default=8, ge=1, le=512)  # each may hold a pooled connection
+    # most of a job is waiting for the processor: it holds a pooled connection only for its statements
+    submit_concurrency: int = Field(default=32, ge=1, le=512)
     submit_lease_seconds: float = Field(default=60.0, gt=0)
     submit_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # besides the database's wake-ups
     # the reconciler: a PROCESSING payment is looked up after this long, then every as long again;
@@ -39,11 +40,6 @@ class ProcessingSettings(CommonSettings):
             raise ValueError(
                 "SUBMIT_LEASE_SECONDS: must exceed PROCESSOR_TIMEOUT_SECONDS, or a slow answer would let"
                 " a second worker claim the job while the first still waits"
-            )
-        if self.db_pool_size <= self.submit_concurrency:
-            raise ValueError(
-                "DB_POOL_SIZE: must exceed SUBMIT_CONCURRENCY (each job in flight may hold a connection,"
-                " and the claims need one more)"
             )
         if self.reconcile_give_up_seconds < self.reconcile_after_seconds:
             raise ValueError("RECONCILE_GIVE_UP_SECONDS: must be at least RECONCILE_AFTER_SECONDS")
