@@ -5,7 +5,7 @@ from __future__ import annotations
 from auth_service import keys as keymod
 from auth_service.passwords import PasswordHasher
 from auth_service.service import AuthService
-from auth_service.servicer import PUBLIC_METHODS, SERVICE_NAME, AuthServicer
+from auth_service.servicer import PUBLIC_METHODS, SERVICE_NAME, AuthServicer, ClientAddress
 from payments.auth.v1 import auth_pb2_grpc
 from payments_common import db, metrics
 from payments_common.config import AuthSettings
@@ -40,7 +40,7 @@ def start(settings: AuthSettings) -> RunningServer:
         leeway=settings.token_leeway_seconds,
     )
     offload = Offload(settings.grpc_max_workers)
-    servicer = AuthServicer(service, keys, offload)
+    servicer = AuthServicer(service, keys, offload, ClientAddress(settings.trusted_proxy_networks))
     running = start_server(
         settings,
         settings.auth_port,

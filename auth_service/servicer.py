@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
+from urllib.parse import unquote  # grpc writes an IPv6 peer as ipv6:%5B::1%5D:port
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,6 +17,8 @@ from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common.errors import InvalidArgument
 from payments_common.interceptors import current_principal
 from payments_common.server import Offload
+
+FORWARDED_FOR = "x-forwarded-for"
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 # callable without an access token (the rest need one)
@@ -53,13 +58,48 @@ def peer_address(context: Context[Any, Any]) -> str:
     return peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
 
 
+class ClientAddress:
+    """The address a call's limits count: the peer's, or the one a trusted proxy forwards.
+
+    A peer inside `TRUSTED_PROXIES` (the dashboard, which logs people in on their behalf) may say
+    whose request it passes on in `x-forwarded-for`; its last entry (what that proxy saw) counts
+    instead of the proxy's own address, so one person's failures do not lock everyone out. Anyone
+    else's header is ignored: it would let a caller pick the address its limits count.
+    """
+
+    def __init__(self, trusted: Sequence[IPv4Network | IPv6Network] = ()):
+        self._trusted = tuple(trusted)
+
+    def __call__(self, context: Context[Any, Any]) -> str:
+        peer = peer_address(context)
+        if not self._trusted or not _within(unquote(peer.partition(":")[2]).strip("[]"), self._trusted):
+            return peer
+        forwarded = dict(context.invocation_metadata() or ()).get(FORWARDED_FOR, "")
+        try:
+            client = ip_address(str(forwarded).split(",")[-1].strip())
+        except ValueError:
+            return peer
+        return f"ipv4:{client}" if client.version == 4 else f"ipv6:[{client}]"
+
+
+def _within(address: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """The payments.auth.v1.AuthService endpoints."""
 
-    def __init__(self, service: AuthService, keys: KeyRing, offload: Offload):
+    def __init__(
+        self, service: AuthService, keys: KeyRing, offload: Offload, client: ClientAddress | None = None
+    ):
         self._service = service
         self._keys = keys
         self._offload = offload
+        self._client = client or ClientAddress()
 
     async def Register(
         self,
@@ -71,7 +111,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             request.email,
             request.password,
             request.full_name,
-            peer=peer_address(context),
+            peer=self._client(context),
         )
         return auth_pb2.RegisterResponse(user=_user(view))
 
@@ -79,7 +119,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.LoginRequest, context: Context[auth_pb2.LoginRequest, auth_pb2.LoginResponse]
     ) -> auth_pb2.LoginResponse:
         kind = request.WhichOneof("credentials")
-        peer = peer_address(context)
+        peer = self._client(context)
         if kind == "password":
             tokens = await self._offload(
                 self._service.logins.password, request.password.email, request.password.password, peer

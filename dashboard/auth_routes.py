@@ -64,7 +64,7 @@ async def log_in(request: Request) -> Response:
     if not email or not password:
         return _login_page(request, error="Enter your email and password.", email=email, status_code=400)
     try:
-        user, tokens = await p.backend.log_in(email, password)
+        user, tokens = await p.backend.log_in(email, password, request.client.host if request.client else "")
     except ServiceError as err:
         if err.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
             message = LOGIN_REFUSED

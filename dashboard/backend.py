@@ -90,11 +90,18 @@ class Backend:
                 return False
         return True
 
-    async def log_in(self, email: str, password: str) -> tuple[User, auth_pb2.TokenPair]:
-        """Password login, then who the user is; ServiceError when refused."""
+    async def log_in(self, email: str, password: str, client: str = "") -> tuple[User, auth_pb2.TokenPair]:
+        """Password login, then who the user is; ServiceError when refused.
+
+        `client` (the browser's address) goes as `x-forwarded-for`: an auth service that trusts
+        the dashboard (`TRUSTED_PROXIES`) counts login failures per person, not per dashboard.
+        """
         request = auth_pb2.LoginRequest(password=auth_pb2.PasswordCredentials(email=email, password=password))
+        forwarded = (("x-forwarded-for", client),) if client else ()
         try:
-            tokens: auth_pb2.TokenPair = (await self.auth.Login(request, timeout=self._timeout)).tokens
+            tokens: auth_pb2.TokenPair = (
+                await self.auth.Login(request, metadata=forwarded, timeout=self._timeout)
+            ).tokens
             reply = await self.auth.GetCurrentUser(
                 auth_pb2.GetCurrentUserRequest(),
                 metadata=self._metadata(tokens.access_token),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -121,6 +122,24 @@ class AuthSettings(CommonSettings):
     # hashes at once (each holds PASSWORD_MEMORY_KIB); unset: the CPUs this process may use
     password_hash_concurrency: int | None = Field(default=None, ge=1, le=256)
     password_hash_wait_seconds: float = Field(default=5.0, gt=0)
+    # peers (addresses or networks, comma-separated) whose `x-forwarded-for` names the client
+    # that throttles count: the dashboard's; unset: every caller counts as its own address
+    trusted_proxies: str = ""
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        """`TRUSTED_PROXIES` parsed (validated at start-up)."""
+        return [
+            ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip()
+        ]
+
+    @model_validator(mode="after")
+    def _check_trusted_proxies(self) -> AuthSettings:
+        try:
+            self.trusted_proxy_networks  # noqa: B018
+        except ValueError:
+            raise ValueError("TRUSTED_PROXIES: must be IP addresses or networks, comma-separated") from None
+        return self
 
 
 class TransactionSettings(CommonSettings):

@@ -165,3 +165,36 @@ def test_a_look_alike_email_is_refused_or_folded_into_the_account_it_imitates(
         email = variant.format(local)
     code, _ = outcome(lambda: auth_stub.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD)))
     assert code == expected
+
+
+def test_the_dashboards_forwarded_address_counts_only_when_it_is_a_trusted_proxy(
+    start_auth: Callable[..., RunningServer], auth_stub: Any, clean_ipv6_peer: None
+) -> None:
+    """Dashboard logins all come from the dashboard: trusted, each person's failures are theirs."""
+    owner = registered(auth_stub)
+    someone, other = (f"198.18.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
+
+    def attempts(
+        server: RunningServer,
+    ) -> tuple[list[tuple[grpc.StatusCode, str]], tuple[grpc.StatusCode, str]]:
+        with grpc.insecure_channel(f"[::1]:{server.port}") as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+            def via(client: str, email: str, password: str) -> tuple[grpc.StatusCode, str]:
+                credentials = auth_pb2.PasswordCredentials(email=email, password=password)
+                request = auth_pb2.LoginRequest(password=credentials)
+                return outcome(
+                    lambda: stub.Login(request, metadata=(("x-forwarded-for", client),), timeout=20)
+                )
+
+            failures = [via(someone, f"nobody-{uuid.uuid4().hex[:8]}@example.com", "wrong") for _ in range(4)]
+            return failures, via(other, owner, PASSWORD)
+
+    trusting = start_auth(login_peer_max_failures=3, trusted_proxies="::1, 10.0.0.0/8", grpc_host="[::]")
+    failures, owner_login = attempts(trusting)
+    assert failures[-1] == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")  # that person, locked
+    assert owner_login == (grpc.StatusCode.OK, "")  # another person through the same proxy is not
+
+    ignoring = start_auth(login_peer_max_failures=3, trusted_proxies="10.0.0.0/8", grpc_host="[::]")
+    failures, owner_login = attempts(ignoring)  # [::1] is no proxy it trusts: its header counts for nothing
+    assert failures[-1] == owner_login == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
