@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from payments.auth.v1 import auth_pb2, auth_pb2_grpc
 from payments_common.server import RunningServer
-from tests.adversarial.test_fuzzing import FORBIDDEN, SPECIAL_TEXT, examples, hostile_text
+from tests.adversarial.fuzzing import FORBIDDEN, SPECIAL_TEXT, examples, hostile_text
 from tests.adversarial.tools import record
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.platform.deploy_checks import pod_security
 from tests.platform.deploy_processing import (
     DEV,
     KUBERNETES,
@@ -24,7 +25,6 @@ from tests.platform.deploy_processing import (
     _one,
     _secret_ref,
 )
-from tests.platform.test_deploy_policy import pod_security
 from transaction_service.processing.settings import ProcessingSettings
 
 

@@ -1,17 +1,16 @@
-"""Money invariants under concurrency: one winner per transition, one row per key, no over-refund.
+"""Money invariants under racing requests: one winner per transition, one row per key, no over-refund.
 
-Round counts and the bank run's length come from the environment so that a
-longer soak is one variable away; the defaults keep the CI run short:
-  ADVERSARIAL_TRANSITION_ROUNDS (200), ADVERSARIAL_KEY_ROUNDS (20),
-  ADVERSARIAL_REFUND_ROUNDS (30), ADVERSARIAL_BANK_SECONDS (30).
+32 concurrent status updates of one transaction leave exactly one winner and its one event;
+50 concurrent creates with one idempotency key and two bodies make one row (OK callers got that
+row, the others ALREADY_EXISTS); 24 racing refunds of one payment, some released at once, never
+refund more than it. Round counts: ADVERSARIAL_TRANSITION_ROUNDS, _KEY_ROUNDS, _REFUND_ROUNDS
+(tests/adversarial/money.py).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -23,25 +22,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from payments.transaction.v1 import transaction_pb2 as pb
-from tests.adversarial.tools import BUG_CODES, assert_money_invariants, record
-from tests.helpers import Caller, details_of
+from tests.adversarial.money import KEY_ROUNDS, OK, REFUND_ROUNDS, TRANSITION_ROUNDS, outcome
+from tests.adversarial.tools import record
+from tests.helpers import Caller
 from tests.transaction.builders import CANCELLED, COMPLETED, FAILED, REFUND, payment_request
 
 pytestmark = pytest.mark.slow
-
-TRANSITION_ROUNDS = int(os.environ.get("ADVERSARIAL_TRANSITION_ROUNDS", "200"))
-KEY_ROUNDS = int(os.environ.get("ADVERSARIAL_KEY_ROUNDS", "20"))
-REFUND_ROUNDS = int(os.environ.get("ADVERSARIAL_REFUND_ROUNDS", "30"))
-BANK_SECONDS = float(os.environ.get("ADVERSARIAL_BANK_SECONDS", "30"))
-OK = grpc.StatusCode.OK
-
-
-def outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[grpc.StatusCode, Any]:
-    """(code, response or error details) of `call(*args, **kwargs)`."""
-    try:
-        return OK, call(*args, **kwargs)
-    except grpc.RpcError as err:
-        return err.code(), details_of(err)
 
 
 def events_of(db_engine: Engine, tx_id: str) -> list[tuple[str | None, str]]:
@@ -234,131 +220,3 @@ def test_concurrent_refunds_and_releases_never_exceed_any_payment(
         failures=len(bad),
     )
     assert bad == []
-
-
-class Bank:
-    """The state the workers acknowledged: what the database must agree with afterwards."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.created: dict[str, tuple[str, str]] = {}  # key -> (id, owner id)
-        self.pending: list[tuple[str, Caller]] = []
-        self.completed_payments: list[tuple[str, Caller, int]] = []
-        self.final: dict[str, int] = {}  # id -> acknowledged final status
-        self.codes: Counter[str] = Counter()
-        self.bugs: list[Any] = []
-
-
-def bank_worker(
-    stub: Any, bank: Bank, users: list[Caller], settler: Caller, stop_at: float, seed: int
-) -> None:
-    rng = random.Random(seed)
-    while time.monotonic() < stop_at:
-        action = rng.random()
-        if action < 0.35 or not bank.pending:
-            user = rng.choice(users)
-            currency, amount = rng.choice([("EUR", rng.randint(1, 50_000)), ("JPY", rng.randint(1, 9_000))])
-            request = payment_request(currency=currency, amount_minor=amount)
-            code, reply = outcome(stub.CreateTransaction, request, metadata=user.md, timeout=20)
-            if code == OK and rng.random() < 0.2:  # a client retry of an acknowledged create
-                again_code, again = outcome(stub.CreateTransaction, request, metadata=user.md, timeout=20)
-                if again_code != OK or again.transaction.id != reply.transaction.id:
-                    bank.bugs.append(("replay", again_code))
-            if code == OK:
-                with bank.lock:
-                    bank.created[request.idempotency_key] = (reply.transaction.id, user.id)
-                    bank.pending.append((reply.transaction.id, user))
-        elif action < 0.70:
-            with bank.lock:
-                if not bank.pending:
-                    continue
-                index = rng.randrange(len(bank.pending))
-                # now and then leave it listed, so that two workers may race to settle it
-                tx_id, user = bank.pending[index] if rng.random() < 0.2 else bank.pending.pop(index)
-            target = rng.choice([COMPLETED, COMPLETED, FAILED, CANCELLED])
-            who = user if target == CANCELLED else settler
-            request = pb.UpdateTransactionStatusRequest(id=tx_id, status=target, reason="bank run")
-            code, reply = outcome(stub.UpdateTransactionStatus, request, metadata=who.md, timeout=20)
-            if code == OK:
-                with bank.lock:
-                    bank.final[tx_id] = reply.transaction.status
-                    if (
-                        reply.transaction.status == COMPLETED
-                        and reply.transaction.type == pb.TRANSACTION_TYPE_PAYMENT
-                    ):
-                        bank.completed_payments.append((tx_id, user, reply.transaction.amount_minor))
-        else:
-            with bank.lock:
-                if not bank.completed_payments:
-                    continue
-                payment_id, user, amount = rng.choice(bank.completed_payments)
-            share = rng.randint(1, max(1, amount // 2))
-            request = payment_request(type=REFUND, refund_of=payment_id, amount_minor=share)
-            got = stub.GetTransaction(pb.GetTransactionRequest(id=payment_id), metadata=user.md, timeout=20)
-            request.currency = got.transaction.currency
-            code, reply = outcome(stub.CreateTransaction, request, metadata=user.md, timeout=20)
-            if code == OK:
-                with bank.lock:
-                    bank.created[request.idempotency_key] = (reply.transaction.id, user.id)
-                    bank.pending.append((reply.transaction.id, user))
-            elif (code, getattr(reply, "reason", "")) != (
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "REFUND_EXCEEDS_REMAINING",
-            ):
-                bank.bugs.append(("refund", code, reply))
-        with bank.lock:
-            bank.codes[code.name] += 1
-            if code in BUG_CODES or code in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}:
-                bank.bugs.append((code, reply))
-
-
-def test_a_bank_run_of_creates_settlements_and_refunds_keeps_every_money_invariant(
-    tx_stub: Any, new_user: Callable[..., Caller], settle_client: Caller, db_engine: Engine
-) -> None:
-    users = [new_user() for _ in range(4)]
-    bank = Bank()
-    workers = 8
-    stop_at = time.monotonic() + BANK_SECONDS
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [
-            pool.submit(bank_worker, tx_stub, bank, users, settle_client, stop_at, seed)
-            for seed in range(workers)
-        ]
-        for future in futures:
-            future.result()
-    ids = [tx_id for tx_id, _ in bank.created.values()]
-    with db_engine.connect() as conn:
-        stored = {
-            r.idempotency_key: (str(r.id), str(r.user_id), r.status)
-            for r in conn.execute(
-                text(
-                    "SELECT id, user_id, idempotency_key, status FROM payments.transactions"
-                    " WHERE id = ANY(CAST(:ids AS uuid[]))"
-                ),
-                {"ids": ids},
-            )
-        }
-    statuses = {1: "PENDING", 2: "COMPLETED", 3: "FAILED", 4: "CANCELLED"}
-    missing = [
-        key for key, (tx_id, owner) in bank.created.items() if stored.get(key, ("", ""))[:2] != (tx_id, owner)
-    ]
-    by_id = {tx_id: status for tx_id, _, status in stored.values()}
-    drifted = [tx_id for tx_id, status in bank.final.items() if by_id.get(tx_id) != statuses[status]]
-    checked = assert_money_invariants(db_engine)
-    requests = sum(bank.codes.values())
-    record(
-        "bank run: workers create, settle and refund; invariants hold afterwards",
-        trials=1,
-        seconds=BANK_SECONDS,
-        workers=workers,
-        requests=requests,
-        acknowledged_creates=len(bank.created),
-        acknowledged_settlements=len(bank.final),
-        transactions_checked=checked,
-        codes=dict(bank.codes),
-        failures=len(bank.bugs) + len(missing) + len(drifted),
-    )
-    assert bank.bugs == []
-    assert missing == []
-    assert drifted == []
-    assert len(bank.created) > 50 and len(bank.final) > 20  # the run really did something

@@ -1,11 +1,16 @@
-"""Only safe calls are retried, with backoff, within one deadline, reusing the idempotency key."""
+"""Retries against the real servers: only safe calls are retried, reusing the idempotency key.
+
+A lost reply or a refused connection (a lossy proxy in front of the transaction server) is
+retried with the same key and leaves one row; Register and every non-retryable code are tried
+once; every call carries a token, a request id and a deadline that bounds all its attempts.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -13,28 +18,16 @@ import pytest
 from sqlalchemy import Engine, text
 
 import payments_client as pc
-from payments_client.errors import StatusDetails
-from payments_client.retry import is_retryable
 from tests.client.proxy import LossyProxy
 from tests.client.recorder import Recorder
-from tests.client.scripted import Failure, ScriptedServer, start_scripted
+from tests.client.retrying import PATIENT, Code
 from tests.helpers import Caller
-
-Code = grpc.StatusCode
-PATIENT = pc.RetryPolicy(max_attempts=8, initial_backoff_seconds=0.1, max_backoff_seconds=0.5)
 
 
 def rows_with_key(db_engine: Engine, user_id: str, key: str) -> int:
     with db_engine.connect() as conn:
         query = "SELECT count(*) FROM payments.transactions WHERE user_id = :u AND idempotency_key = :k"
         return int(conn.execute(text(query), {"u": user_id, "k": key}).scalar_one())
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedServer]:
-    server = start_scripted()
-    yield server
-    server.server.stop(0)
 
 
 def test_a_lost_reply_is_retried_with_the_same_idempotency_key_and_leaves_one_row(
@@ -167,100 +160,3 @@ def test_the_deadline_bounds_the_whole_call_including_retries(
         elapsed = time.monotonic() - started
         blocker.rollback()
     assert caught.value.code() == Code.DEADLINE_EXCEEDED and elapsed < 1.8
-
-
-def test_the_server_retry_delay_is_honoured_and_the_key_reused(
-    make_client: Callable[..., pc.PaymentsClient], alice: Caller, scripted: ScriptedServer
-) -> None:
-    scripted.servicer.script = [Failure(Code.UNAVAILABLE, retry_delay=0.5)]
-    client = make_client(alice, tx=scripted.address, policy=PATIENT, timeout=5.0)
-    client.create_payment(100, "EUR")
-    first, second = scripted.servicer.received
-    assert second.at - first.at >= 0.5
-    assert first.request.idempotency_key == second.request.idempotency_key
-    assert first.time_remaining is not None and second.time_remaining is not None
-    # one deadline for all attempts: the second had 0.5 s less (a loaded machine may take a while
-    # to send the first, so only its upper bound is exact)
-    assert 2.0 < first.time_remaining <= 5.0 and second.time_remaining < first.time_remaining - 0.4
-
-
-def test_a_conflict_on_create_is_retried_but_a_stale_etag_is_not(
-    make_client: Callable[..., pc.PaymentsClient], alice: Caller, scripted: ScriptedServer
-) -> None:
-    client = make_client(alice, tx=scripted.address, policy=PATIENT)
-    scripted.servicer.script = [Failure(Code.ABORTED, "CONCURRENT_UPDATE")]
-    client.create_payment(100, "EUR")
-    assert len(scripted.servicer.received) == 2
-    scripted.servicer.script = [Failure(Code.ABORTED, "ETAG_MISMATCH")]
-    with pytest.raises(pc.PaymentsError) as caught:
-        client.update_status("tx-1", "CANCELLED", etag="stale")
-    assert caught.value.reason == "ETAG_MISMATCH" and caught.value.attempts == 1
-
-
-def test_resource_exhausted_is_retried_only_when_the_server_says_when(
-    make_client: Callable[..., pc.PaymentsClient], alice: Caller, scripted: ScriptedServer
-) -> None:
-    client = make_client(alice, tx=scripted.address, policy=PATIENT)
-    scripted.servicer.script = [Failure(Code.RESOURCE_EXHAUSTED, "MESSAGE_TOO_LARGE")]
-    with pytest.raises(pc.PaymentsError) as caught:
-        client.create_payment(100, "EUR")
-    assert caught.value.attempts == 1
-    scripted.servicer.script = [Failure(Code.RESOURCE_EXHAUSTED, "THROTTLED", retry_delay=0.1)]
-    client.create_payment(100, "EUR")
-    assert len(scripted.servicer.received) == 3
-
-
-def test_attempts_are_bounded(
-    make_client: Callable[..., pc.PaymentsClient], alice: Caller, scripted: ScriptedServer
-) -> None:
-    policy = pc.RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01)
-    client = make_client(alice, tx=scripted.address, policy=policy)
-    scripted.servicer.script = [Failure(Code.UNAVAILABLE)] * 10
-    with pytest.raises(pc.PaymentsError) as caught:
-        client.create_payment(100, "EUR")
-    assert caught.value.attempts == len(scripted.servicer.received) == 3
-
-
-def test_a_retry_delay_beyond_the_deadline_fails_at_once_instead_of_sleeping(
-    make_client: Callable[..., pc.PaymentsClient], alice: Caller, scripted: ScriptedServer
-) -> None:
-    client = make_client(alice, tx=scripted.address, policy=PATIENT, timeout=2.0)
-    scripted.servicer.script = [Failure(Code.UNAVAILABLE, retry_delay=30.0)]
-    started = time.monotonic()
-    with pytest.raises(pc.PaymentsError) as caught:
-        client.create_payment(100, "EUR")
-    assert caught.value.status.retry_delay == 30.0 and time.monotonic() - started < 1.0
-
-
-@pytest.mark.parametrize(
-    ("code", "reason", "delay", "idempotent", "expected"),
-    [
-        (Code.UNAVAILABLE, "", None, True, True),
-        (Code.UNAVAILABLE, "", None, False, False),
-        (Code.DEADLINE_EXCEEDED, "", None, True, True),
-        (Code.ABORTED, "CONCURRENT_UPDATE", None, True, True),
-        (Code.ABORTED, "ETAG_MISMATCH", None, True, False),
-        (Code.RESOURCE_EXHAUSTED, "", 1.0, True, True),
-        (Code.RESOURCE_EXHAUSTED, "", None, True, False),
-        (Code.UNAUTHENTICATED, "", None, True, False),  # handled by re-authenticating, not here
-        (Code.INVALID_ARGUMENT, "", None, True, False),
-        (Code.ALREADY_EXISTS, "", None, True, False),
-        (Code.FAILED_PRECONDITION, "", None, True, False),
-        (Code.PERMISSION_DENIED, "", None, True, False),
-        (Code.NOT_FOUND, "", None, True, False),
-        (Code.INTERNAL, "", None, True, False),
-        (Code.UNKNOWN, "", None, True, False),
-    ],
-)
-def test_the_retry_policy_table(
-    code: grpc.StatusCode, reason: str, delay: float | None, idempotent: bool, expected: bool
-) -> None:
-    details = StatusDetails(code, "", reason=reason, retry_delay=delay)
-    assert is_retryable(details, idempotent=idempotent) is expected
-
-
-def test_backoff_grows_with_jitter_and_stays_capped() -> None:
-    policy = pc.RetryPolicy(initial_backoff_seconds=0.1, max_backoff_seconds=1.0)
-    for failed in range(1, 10):
-        cap = min(1.0, 0.1 * 2 ** (failed - 1))
-        assert all(cap / 2 <= policy.backoff(failed) <= cap for _ in range(50))
