@@ -30,7 +30,8 @@ import psycopg2
 
 from bench import ROOT
 from bench.refdb import libpq_url
-from bench.watch_setup import Services, _port, services
+from bench.servers import free_port
+from bench.watch_setup import Services, services
 from bench.watch_setup import stack as make_stack
 from payments.transaction.v1 import transaction_pb2 as pb
 from payments.transaction.v1 import transaction_pb2_grpc
@@ -111,7 +112,7 @@ def point(
     count: int,
     concurrency: int,
 ) -> Point:
-    sandbox_port, webhook_port = _port(), _port()
+    sandbox_port, webhook_port = free_port(), free_port()
     sandbox_env = {
         **os.environ,
         "SANDBOX_PORT": str(sandbox_port),

@@ -28,6 +28,6 @@ def worker(
     running.sandbox.start()
     running.start()
     yield running
-    assert running.stop() == 0, running.log()[-3000:]
+    assert running.stop() == 0, running.log_text()[-3000:]
     running.sandbox.stop()
-    assert not secret_watch.leaks(running.log()), "a secret is in the worker's log"
+    assert not secret_watch.leaks(running.log_text()), "a secret is in the worker's log"

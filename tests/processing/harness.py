@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Engine, text
 
 from tests.helpers import free_port, wait_until
 from tests.processor.harness import HttpProcess, Sandbox
 from tests.servers import TX_ROLE
+from transaction_service.connectors import reference_for
 
 # the reconciler's pace, shortened for the CI budget (the defaults are in the README's table)
 FAST_WORKER_ENV = {
@@ -62,10 +64,6 @@ class WorkerProcess(HttpProcess):
             **self.env,
         }
         self.launch("transaction_service.processing", env, f"http://127.0.0.1:{self.port}/readyz", timeout)
-
-    def log(self) -> str:
-        """Everything the worker has logged so far."""
-        return self.log_text()
 
 
 def new_worker(database_url: str, tmp: Path, sandbox_env: dict[str, str], **env: str) -> WorkerProcess:
@@ -162,8 +160,8 @@ def settled(tx_stub: Any, user: Any, tx_id: str, seconds: float = 20.0) -> Any:
 
 
 def reference(tx_id: str) -> str:
-    """Our reference of a transaction at the processor."""
-    return f"tx_{tx_id}"
+    """Our reference of a transaction at the processor (the connectors' own `reference_for`)."""
+    return reference_for(UUID(tx_id))
 
 
 def sandbox_deliveries(sandbox: Sandbox, reference_: str) -> list[tuple[str, str, str]]:

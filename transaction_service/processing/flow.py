@@ -69,7 +69,7 @@ class Flow:
     async def run(self, job: Job) -> None:
         """Take a claimed job one step on; errors are logged and the lease brings it back."""
         try:
-            await self._step(job)
+            applied = await self._step(job)
         except ProcessorError as err:  # ours to fix (credentials, a reused key): loud, not a result
             log.error("the processor refused %r as misconfigured: %s", job, err)
             await self._offload(self._store.reschedule, job.id, self._reconcile_after)
@@ -77,17 +77,22 @@ class Flow:
             log.exception("processing %r failed; it is tried again later", job)
             with contextlib.suppress(Exception):  # else its lease brings it back
                 await self._offload(self._store.reschedule, job.id, self._reconcile_after)
+        else:  # still PROCESSING after this step: the reconciler asks again later
+            if applied is not None and applied.status is Status.PROCESSING:
+                await self._offload(self._store.reschedule, job.id, self._reconcile_after)
 
-    async def _step(self, job: Job) -> None:
+    async def _step(self, job: Job) -> Applied | None:
+        """The job one step on; what its last settlement left (None: nothing was settled)."""
         if job.status in FINAL:
             await self._offload(self._store.drop, job.id)
-        elif job.submitted_at is None:
-            if await self._offload(self._store.start, job.id, self.actor):
-                await self.settle(job.id, await self._submit(job), source="answer")
-        else:
-            await self._reconcile(job)
+            return None
+        if job.submitted_at is None:
+            if not await self._offload(self._store.start, job.id, self.actor):
+                return None
+            return await self.settle(job.id, await self._submit(job), source="answer")
+        return await self._reconcile(job)
 
-    async def _reconcile(self, job: Job) -> None:
+    async def _reconcile(self, job: Job) -> Applied:
         found = await (
             self._connector.get_refund(job.id)
             if job.type is TxType.REFUND
@@ -96,14 +101,13 @@ class Flow:
         assert job.submitted_at is not None
         waited = (job.claimed_at - job.submitted_at).total_seconds()
         if found.outcome is not Outcome.NOT_FOUND:
-            await self.settle(job.id, found, source="lookup")
-        elif waited >= self._give_up:
+            return await self.settle(job.id, found, source="lookup")
+        if waited >= self._give_up:
             reason = f"the processor never received it in {waited:.0f} s"
-            await self.settle(job.id, found, source="lookup", give_up=reason)
-        else:
-            await self.settle(job.id, found, source="lookup")
-            log.info("%r never reached the processor; submitting it again under the same key", job)
-            await self.settle(job.id, await self._submit(job), source="answer")
+            return await self.settle(job.id, found, source="lookup", give_up=reason)
+        await self.settle(job.id, found, source="lookup")
+        log.info("%r never reached the processor; submitting it again under the same key", job)
+        return await self.settle(job.id, await self._submit(job), source="answer")
 
     async def _submit(self, job: Job) -> ProcessorResult:
         if job.type is TxType.REFUND:
@@ -126,12 +130,14 @@ class Flow:
         give_up: str | None = None,
         apply: bool = True,
     ) -> Applied:
-        """Keep `result` as an event and apply it (unless not `apply`); a job still PROCESSING is
-        looked up again later.
-        """
+        """Keep `result` as an event and apply it (unless not `apply`)."""
         RESULTS.labels(source, result.outcome.value).inc()
-        target = Status.FAILED if give_up else TARGETS.get(result.outcome) if apply else None
-        failure = TIMEOUT_FAILURE if give_up else result.failure_code
+        target: Status | None
+        failure: str | None
+        if give_up:
+            target, failure = Status.FAILED, TIMEOUT_FAILURE
+        else:
+            target, failure = (TARGETS.get(result.outcome) if apply else None), result.failure_code
         reason = give_up or _reason(source, result, event_id, failure)
         applied = await self._offload(
             self._store.apply,
@@ -147,8 +153,6 @@ class Flow:
         if applied.changed_to is not None:
             SETTLED.labels(applied.changed_to.value).inc()
             log.info("%s is %s (%s)", tx_id, applied.changed_to.value, reason)
-        elif source != "webhook" and tx_id is not None and applied.status is Status.PROCESSING:
-            await self._offload(self._store.reschedule, tx_id, self._reconcile_after)
         return applied
 
     async def webhook(self, headers: Mapping[str, str], body: bytes) -> Applied:
