@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from dashboard.settings import DashboardSettings
+from tests.helpers import wait_until
 from tests.servers import ROOT
 
 VARIABLES = {name.upper() for name in DashboardSettings.model_fields}
@@ -90,12 +91,22 @@ def test_readiness_follows_both_services(dashboard):
         assert reply.status == 200 and reply.read() == b"ready"
 
 
+def _readiness(port: int) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+            return bytes(reply.read())
+    except urllib.error.HTTPError as err:
+        return bytes(err.read())
+
+
 def test_the_dev_runner_hook_starts_a_dashboard_on_the_runners_services(
     auth_address, tx_address, monkeypatch
 ):
     import os
     import signal
-    import urllib.request
 
     from dashboard import dev
     from tests.helpers import free_port
@@ -107,8 +118,8 @@ def test_the_dev_runner_hook_starts_a_dashboard_on_the_runners_services(
     try:
         listening = dev.wait_ready(timeout=30)
         assert listening == int(os.environ["DASHBOARD_PORT"]) and str(listening) in dev.usage(listening)
-        with urllib.request.urlopen(f"http://127.0.0.1:{listening}/readyz", timeout=5) as reply:
-            assert reply.read() == b"ready"  # it found both services by the runner's ports
+        # it found both services by the runner's ports (ready once its channels have connected)
+        assert wait_until(lambda: _readiness(listening) == b"ready", 10), _readiness(listening)
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=10) == 0
     finally:
