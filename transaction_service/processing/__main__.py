@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 
 import uvicorn
 
@@ -22,6 +23,15 @@ from transaction_service.processing.worker import Worker
 
 NAME = "transaction_processing"
 log = logging.getLogger("transaction_service.processing")
+# SIGTERM/SIGINT outside uvicorn's own handlers (while starting, or after its drain): noted here
+STOP_REQUESTED = threading.Event()
+
+
+async def _stop_when_requested(server: uvicorn.Server) -> None:
+    """A signal that came before uvicorn took the handlers over still stops the server."""
+    while not STOP_REQUESTED.is_set():
+        await asyncio.sleep(0.1)
+    server.should_exit = True
 
 
 async def serve(settings: ProcessingSettings) -> int:
@@ -67,6 +77,7 @@ async def serve(settings: ProcessingSettings) -> int:
     server = uvicorn.Server(config)
     stop = asyncio.Event()
     work = asyncio.create_task(worker.run(stop))
+    watcher = asyncio.create_task(_stop_when_requested(server))
     log.info(
         "processing worker started",
         extra={"processor": settings.payment_processor, "webhook_port": settings.webhook_port},
@@ -74,6 +85,7 @@ async def serve(settings: ProcessingSettings) -> int:
     try:
         await server.serve()
     finally:
+        watcher.cancel()
         stop.set()
         await work
         await connector.aclose()
@@ -90,9 +102,9 @@ def main() -> None:
         raise SystemExit(2)
     logs.configure(settings.log_level, NAME)
     # uvicorn drains on SIGTERM/SIGINT and then raises the signal again under the handlers it
-    # found: these make a drained stop exit 0 (a second Ctrl-C still forces it)
+    # found: these make a drained stop exit 0, and a signal before uvicorn serves stop it too
     for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda _signum, _frame: None)
+        signal.signal(stop, lambda _signum, _frame: STOP_REQUESTED.set())
     raise SystemExit(asyncio.run(serve(settings)))
 
 
